@@ -1,0 +1,92 @@
+"""The `videokr` command line: one entry point, one subcommand per job.
+
+Each subcommand imports its module lazily, so `videokr --help` answers instantly and a subcommand that
+needs torch does not slow down one that reads JSONL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from videokr import __version__
+from videokr.errors import VideoKRError
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from videokr.sample import sample_command
+
+    sample_command(args.out, seed=args.seed)
+    return 0
+
+
+def _tiny_model(args: argparse.Namespace) -> int:
+    from videokr.models.tiny import tiny_model_command
+
+    tiny_model_command(args.arch, args.out)
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from videokr.records import read_records
+
+    failed = 0
+    for path in args.files:
+        report = read_records(path, args.kind)
+        print(report.summary())
+        failed += len(report.errors)
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="videokr",
+        description="VideoKR on the Hugging Face stack: sample corpus, tiny models, record validation.",
+    )
+    parser.add_argument("--version", action="version", version=f"videokr {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    sample = add(
+        "sample",
+        _sample,
+        "Write the embedded sample corpus (procedural CC0 clips) in the official release layout.",
+    )
+    sample.add_argument("out", type=Path, help="output folder (created; regenerated deterministically)")
+    sample.add_argument("--seed", type=int, default=0, help="corpus seed (default: 0)")
+
+    tiny = add(
+        "tiny-model",
+        _tiny_model,
+        "Write a tiny, randomly initialised Qwen2.5-VL or Qwen3-VL with its processor, built offline.",
+    )
+    tiny.add_argument("out", type=Path, help="output folder for save_pretrained")
+    tiny.add_argument("--arch", choices=("qwen2_5_vl", "qwen3_vl"), required=True, help="architecture")
+
+    validate = add(
+        "validate",
+        _validate,
+        "Parse release JSONL files into canonical records and list every bad row by line and id.",
+    )
+    validate.add_argument("kind", choices=("sft", "rl", "eval"), help="which dataset the files belong to")
+    validate.add_argument("files", type=Path, nargs="+", help="JSONL files")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except VideoKRError as exc:
+        print(f"videokr {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
