@@ -76,10 +76,24 @@ def test_every_option_spelling_gives_the_same_texts(options: object) -> None:
 
 @pytest.mark.parametrize(
     ("answer", "expected"),
-    [("B", "B"), ("b", "B"), ("(B)", "B"), ("B.", "B"), ("B. blue", "B"), ("<answer>B</answer>", "B"), ("blue", "B")],
+    [
+        ("B", "B"),
+        ("b", "B"),
+        ("(B)", "B"),
+        ("B.", "B"),
+        ("B. blue", "B"),
+        ("<answer>B</answer>", "B"),
+        ("blue", "B"),
+    ],
 )
 def test_mc_answer_spellings(answer: str, expected: str) -> None:
-    row = {"id": "x", "question": "Colour?", "option": ["A. red", "B. blue"], "solution": answer, "path": "v.mp4"}
+    row = {
+        "id": "x",
+        "question": "Colour?",
+        "option": ["A. red", "B. blue"],
+        "solution": answer,
+        "path": "v.mp4",
+    }
     assert parse_row(row, "eval").answer == expected
 
 
@@ -207,7 +221,12 @@ def test_bad_rows_name_file_line_id_and_field(change: dict, field: str, message:
     with pytest.raises(RecordError) as info:
         parse_row(row, "sft", file="VideoKR-COT-201K.jsonl", line=42)
     error = info.value
-    assert (error.file, error.line, error.row_id, error.field) == ("VideoKR-COT-201K.jsonl", 42, "sft-001", field)
+    assert (error.file, error.line, error.row_id, error.field) == (
+        "VideoKR-COT-201K.jsonl",
+        42,
+        "sft-001",
+        field,
+    )
     assert message in str(error)
     assert str(error).startswith("VideoKR-COT-201K.jsonl:42 id='sft-001'")
 

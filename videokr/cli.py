@@ -40,15 +40,46 @@ def _validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+DATASET_PACKAGES = {"sft": "videokr_sft", "rl": "videokr_rl", "eval": "videokr_eval"}
+
+
+def _build(args: argparse.Namespace) -> int:
+    import importlib
+
+    from videokr.hub import build_repo
+
+    spec = importlib.import_module(DATASET_PACKAGES[args.dataset]).SPEC
+    report = build_repo(
+        spec,
+        args.source,
+        args.out,
+        disjoint_from=args.disjoint_from,
+        verify=args.verify,
+        workers=args.workers,
+        check=not args.no_check,
+    )
+    print(report.summary())
+    print(f"wrote {args.out} (report: {args.out}/.videokr/build.json)")
+    return 1 if report.problems and args.strict else 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from videokr.publish import publish_command
+
+    return publish_command(args.folder, args.repo_id, private=args.private, dry_run=args.dry_run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="videokr",
-        description="VideoKR on the Hugging Face stack: sample corpus, tiny models, record validation.",
+        description="VideoKR on the Hugging Face stack: sample corpus, tiny models, Hub datasets.",
     )
     parser.add_argument("--version", action="version", version=f"videokr {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+    def add(
+        name: str, handler: Callable[[argparse.Namespace], int], help_text: str
+    ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(handler=handler)
         return sub
@@ -76,6 +107,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("kind", choices=("sft", "rl", "eval"), help="which dataset the files belong to")
     validate.add_argument("files", type=Path, nargs="+", help="JSONL files")
+    build = add(
+        "build",
+        _build,
+        "Build a no-code Hub dataset folder (videofolder, card, Croissant) from release files, then prove "
+        "it loads with load_dataset, normal and streaming.",
+    )
+    build.add_argument("dataset", choices=tuple(DATASET_PACKAGES), help="which dataset to build")
+    build.add_argument("--source", type=Path, required=True, help="release folder or its JSONL file")
+    build.add_argument("--out", type=Path, required=True, help="output repository folder")
+    build.add_argument(
+        "--disjoint-from",
+        type=Path,
+        nargs="*",
+        default=[],
+        metavar="DIR",
+        help="built folders whose clips this dataset must not share (rows on shared clips are reported)",
+    )
+    build.add_argument("--verify", action="store_true", help="decode every clip in parallel, not only probe")
+    build.add_argument("--workers", type=int, default=None, help="parallel workers (default: min(8, CPUs))")
+    build.add_argument("--no-check", action="store_true", help="skip the load_dataset check at the end")
+    build.add_argument("--strict", action="store_true", help="exit 1 when any row was kept out")
+
+    publish = add(
+        "publish",
+        _publish,
+        "Upload a built folder to a Hub dataset repo (created if needed; resumable). The token is read the "
+        "usual huggingface_hub way (HF_TOKEN or a saved login) and never printed.",
+    )
+    publish.add_argument("folder", type=Path, help="a folder written by `videokr build`")
+    publish.add_argument("--repo-id", required=True, help="ORG/NAME of the dataset repo")
+    publish.add_argument("--private", action="store_true", help="create the repo as private")
+    publish.add_argument("--dry-run", action="store_true", help="list what would be uploaded; send nothing")
     return parser
 
 

@@ -1,0 +1,215 @@
+"""Dataset card, attribution and statistics for a built repository, all computed from the rows written.
+
+The card's YAML is the loader (configs + dataset_info.features) and its prose carries statistics that
+are counted from the very rows in `metadata.parquet`, so the card cannot drift from the data.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from videokr.hub import DatasetSpec, record_features
+
+CITATION = """@misc{fu2026videokrknowledgereasoningintensivevideo,
+      title={VideoKR: Towards Knowledge- and Reasoning-Intensive Video Understanding},
+      author={Lin Fu and Zheyuan Yang and Yang Wang and Tingyu Song and Arman Cohan and Yilun Zhao},
+      year={2026},
+      eprint={2606.05259},
+      archivePrefix={arXiv},
+      primaryClass={cs.CV},
+      url={https://arxiv.org/abs/2606.05259},
+}"""
+ANNOTATION_LICENSE = "apache-2.0"
+UNKNOWN = "(unknown)"
+BREAKDOWNS = {
+    "problem_type": "Problem type",
+    "skill": "Skill",
+    "discipline": "Discipline",
+    "subject": "Subject",
+    "dataset": "Source benchmark",
+    "origin": "Origin",
+    "license": "Clip license",
+}
+DURATION_BUCKETS = (
+    (60, "< 1 min"),
+    (300, "1–5 min"),
+    (600, "5–10 min"),
+    (1800, "10–30 min"),
+    (None, "≥ 30 min"),
+)
+
+
+def size_category(rows: int) -> str:
+    for limit, name in (
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+    ):
+        if rows < limit:
+            return name
+    return "1M<n<10M"
+
+
+def compute_statistics(rows: list[dict[str, Any]], durations: dict[str, float | None]) -> dict[str, Any]:
+    """Counts by every breakdown column, clip counts and the clip-duration distribution."""
+    clips = {row["file_name"] for row in rows}
+    stats: dict[str, Any] = {"rows": len(rows), "clips": len(clips)}
+    for column in BREAKDOWNS:
+        if rows and column in rows[0]:
+            counts = Counter(row.get(column) or UNKNOWN for row in rows)
+            stats[column] = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    known = sorted(d for d in durations.values() if d is not None)
+    buckets = Counter(_bucket(d) for d in known)
+    stats["duration_s"] = {
+        "clips_with_duration": len(known),
+        "min": known[0] if known else None,
+        "median": statistics.median(known) if known else None,
+        "mean": statistics.fmean(known) if known else None,
+        "max": known[-1] if known else None,
+        "buckets": {name: buckets.get(name, 0) for _, name in DURATION_BUCKETS},
+    }
+    return stats
+
+
+def _bucket(seconds: float) -> str:
+    for limit, name in DURATION_BUCKETS:
+        if limit is None or seconds < limit:
+            return name
+    raise AssertionError("unreachable")
+
+
+def card_yaml(spec: DatasetSpec, num_rows: int) -> dict[str, Any]:
+    return {
+        "pretty_name": spec.pretty_name,
+        "license": ANNOTATION_LICENSE,
+        "language": ["en"],
+        "task_categories": list(spec.task_categories),
+        "tags": ["video", "reasoning", "knowledge", "videokr"],
+        "size_categories": [size_category(num_rows)],
+        "configs": [
+            {"config_name": "default", "data_files": [{"split": spec.split, "path": f"{spec.split}/**"}]},
+        ],
+        "dataset_info": {
+            "features": record_features(spec.kind)._to_yaml_list(),
+            "splits": [{"name": spec.split, "num_examples": num_rows}],
+        },
+    }
+
+
+def _table(title: str, counts: dict[str, int], total: int) -> str:
+    lines = [f"### {title}", "", "| value | rows | share |", "|---|---:|---:|"]
+    lines += [f"| {value} | {count} | {100 * count / total:.1f} % |" for value, count in counts.items()]
+    return "\n".join(lines)
+
+
+def _fmt(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{seconds:.1f} s"
+
+
+def render_card(spec: DatasetSpec, stats: dict[str, Any]) -> str:
+    front = yaml.safe_dump(card_yaml(spec, stats["rows"]), sort_keys=False, allow_unicode=True)
+    total = max(stats["rows"], 1)
+    sections = [f"# {spec.pretty_name}", "", spec.summary, "", spec.description, ""]
+    sections += [
+        "## Usage",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        "",
+        f'ds = load_dataset("<org>/{spec.name}", split="{spec.split}")',
+        "row = ds[0]",
+        'decoder = row["video"]            # a torchcodec VideoDecoder, decoded lazily',
+        "frame = decoder.get_frame_at(0)   # .data is a C×H×W uint8 tensor",
+        "",
+        "# streaming: rows arrive without downloading the whole repository first",
+        f'stream = load_dataset("<org>/{spec.name}", split="{spec.split}", streaming=True)',
+        "```",
+        "",
+        "Multiple-choice letters are implied by the order of `options` (A, B, …). Unknown values are null.",
+        "",
+        "## Statistics",
+        "",
+        f"Computed from the data in this repository: **{stats['rows']} rows** over **{stats['clips']} clips**"
+        f" ({stats['rows'] / max(stats['clips'], 1):.2f} questions per clip).",
+        "",
+    ]
+    for column, title in BREAKDOWNS.items():
+        if column in stats:
+            sections += [_table(title, stats[column], total), ""]
+    duration = stats["duration_s"]
+    sections += [
+        "### Clip duration",
+        "",
+        "| clips | min | median | mean | max |",
+        "|---:|---:|---:|---:|---:|",
+        f"| {duration['clips_with_duration']} | {_fmt(duration['min'])} | {_fmt(duration['median'])} | "
+        f"{_fmt(duration['mean'])} | {_fmt(duration['max'])} |",
+        "",
+        "| duration | clips |",
+        "|---|---:|",
+        *[f"| {name} | {count} |" for name, count in duration["buckets"].items()],
+        "",
+        "## Licenses and attribution",
+        "",
+        "The annotations are released under Apache-2.0. Every clip keeps its own license and attribution, "
+        "given per row in `license`, `creator`, `source_url` and `attribution`; `ATTRIBUTION.md` summarises "
+        "them by license. Reuse of a clip must follow its license.",
+        "",
+        "## Citation",
+        "",
+        "```bibtex",
+        CITATION,
+        "```",
+        "",
+    ]
+    return f"---\n{front}---\n\n" + "\n".join(sections)
+
+
+def render_attribution(spec: DatasetSpec, rows: list[dict[str, Any]]) -> str:
+    """Clips grouped by license, each with its creator, source and attribution text."""
+    clips: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        clips.setdefault(row["file_name"], row)
+    by_license: dict[str, list[dict[str, Any]]] = {}
+    for clip in clips.values():
+        by_license.setdefault(clip.get("license") or UNKNOWN, []).append(clip)
+    lines = [f"# Attribution — {spec.pretty_name}", "", "| license | clips |", "|---|---:|"]
+    lines += [f"| {name} | {len(items)} |" for name, items in sorted(by_license.items())]
+    for name, items in sorted(by_license.items()):
+        lines += ["", f"## {name}", "", "| clip | creator | source | attribution |", "|---|---|---|---|"]
+        for clip in sorted(items, key=lambda c: c["file_name"]):
+            cells = [clip["file_name"], clip.get("creator"), clip.get("source_url"), clip.get("attribution")]
+            lines.append("| " + " | ".join(str(c) if c else "" for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_card_files(
+    spec: DatasetSpec, out: Path, rows: list[dict[str, Any]], *, durations: dict[str, float | None]
+) -> dict[str, Any]:
+    """Write README.md, ATTRIBUTION.md and croissant.json into `out`; returns the statistics.
+
+    `durations` maps each clip's `file_name` to its probed duration in seconds.
+    """
+    stats = compute_statistics(rows, durations)
+    (out / "README.md").write_text(render_card(spec, stats), encoding="utf-8")
+    (out / "ATTRIBUTION.md").write_text(render_attribution(spec, rows), encoding="utf-8")
+    from videokr.croissant import write_croissant
+
+    write_croissant(
+        out,
+        name=spec.name,
+        description=spec.summary,
+        license=ANNOTATION_LICENSE,
+        url=f"https://huggingface.co/datasets/<org>/{spec.name}",
+        cite_as=CITATION,
+        version="1.0.0",
+        features=record_features(spec.kind),
+        splits=[spec.split],
+    )
+    return stats
