@@ -155,7 +155,7 @@ def _verify_decode(path: str) -> tuple[str, str | None]:
     from videokr.video import sample_frames
 
     try:
-        sample_frames(path, num_frames=8, fps=None, max_frames=None)
+        sample_frames(path, num_frames=8)
     except Exception as exc:
         return path, str(exc)
     return path, None
@@ -300,21 +300,24 @@ def _copy_clips(
         name, destination = item
         return name, refs[name].copy_to(destination)
 
-    with ThreadPoolExecutor(workers) as pool:
-        bar = tqdm(total=len(todo), desc="copy clips", unit="clip", disable=not progress or not todo)
-        for done, (name, digest) in enumerate(pool.map(copy, todo), start=1):
-            manifest.clips[name] = {
-                "file_name": clip_file_name(name, shards),
-                "sha256": digest,
-                "source_size": refs[name].size,
-                "source": refs[name].location,
-            }
-            report.clips_written += 1
-            bar.update()
-            if done % MANIFEST_FLUSH_EVERY == 0:
-                manifest.flush()
+    bar = tqdm(total=len(todo), desc="copy clips", unit="clip", disable=not progress or not todo)
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            for done, (name, digest) in enumerate(pool.map(copy, todo), start=1):
+                manifest.clips[name] = {
+                    "file_name": clip_file_name(name, shards),
+                    "sha256": digest,
+                    "source_size": refs[name].size,
+                    "source": refs[name].location,
+                }
+                report.clips_written += 1
+                bar.update()
+                if done % MANIFEST_FLUSH_EVERY == 0:
+                    manifest.flush()
+    finally:
+        # Whatever happened, record the clips that are fully written, so a re-run skips them.
         bar.close()
-    manifest.flush()
+        manifest.flush()
     for directory in {p.parent for p in placed.values()}:
         count = sum(1 for _ in directory.glob("*.mp4"))
         if count > MAX_CLIPS_PER_FOLDER:
