@@ -97,7 +97,6 @@ def card_yaml(spec: DatasetSpec, num_rows: int) -> dict[str, Any]:
         ],
         "dataset_info": {
             "features": record_features(spec.kind)._to_yaml_list(),
-            "splits": [{"name": spec.split, "num_examples": num_rows}],
         },
     }
 
@@ -112,7 +111,7 @@ def _fmt(seconds: float | None) -> str:
     return "n/a" if seconds is None else f"{seconds:.1f} s"
 
 
-def render_card(spec: DatasetSpec, stats: dict[str, Any]) -> str:
+def render_card(spec: DatasetSpec, stats: dict[str, Any], repo_id: str) -> str:
     front = yaml.safe_dump(card_yaml(spec, stats["rows"]), sort_keys=False, allow_unicode=True)
     total = max(stats["rows"], 1)
     sections = [f"# {spec.pretty_name}", "", spec.summary, "", spec.description, ""]
@@ -122,13 +121,13 @@ def render_card(spec: DatasetSpec, stats: dict[str, Any]) -> str:
         "```python",
         "from datasets import load_dataset",
         "",
-        f'ds = load_dataset("<org>/{spec.name}", split="{spec.split}")',
+        f'ds = load_dataset("{repo_id}", split="{spec.split}")',
         "row = ds[0]",
         'decoder = row["video"]            # a torchcodec VideoDecoder, decoded lazily',
         "frame = decoder.get_frame_at(0)   # .data is a C×H×W uint8 tensor",
         "",
         "# streaming: rows arrive without downloading the whole repository first",
-        f'stream = load_dataset("<org>/{spec.name}", split="{spec.split}", streaming=True)',
+        f'stream = load_dataset("{repo_id}", split="{spec.split}", streaming=True)',
         "```",
         "",
         "Multiple-choice letters are implied by the order of `options` (A, B, …). Unknown values are null.",
@@ -190,14 +189,21 @@ def render_attribution(spec: DatasetSpec, rows: list[dict[str, Any]]) -> str:
 
 
 def write_card_files(
-    spec: DatasetSpec, out: Path, rows: list[dict[str, Any]], *, durations: dict[str, float | None]
+    spec: DatasetSpec,
+    out: Path,
+    rows: list[dict[str, Any]],
+    *,
+    durations: dict[str, float | None],
+    repo_id: str | None = None,
 ) -> dict[str, Any]:
     """Write README.md, ATTRIBUTION.md and croissant.json into `out`; returns the statistics.
 
-    `durations` maps each clip's `file_name` to its probed duration in seconds.
+    `durations` maps each clip's `file_name` to its probed duration in seconds; `repo_id` is where the
+    folder will be published (the card's usage snippets and Croissant URL name it).
     """
+    repo_id = repo_id or f"<org>/{spec.name}"
     stats = compute_statistics(rows, durations)
-    (out / "README.md").write_text(render_card(spec, stats), encoding="utf-8")
+    (out / "README.md").write_text(render_card(spec, stats, repo_id), encoding="utf-8")
     (out / "ATTRIBUTION.md").write_text(render_attribution(spec, rows), encoding="utf-8")
     from videokr.croissant import write_croissant
 
@@ -206,7 +212,7 @@ def write_card_files(
         name=spec.name,
         description=spec.summary,
         license=ANNOTATION_LICENSE,
-        url=f"https://huggingface.co/datasets/<org>/{spec.name}",
+        url=f"https://huggingface.co/datasets/{repo_id}",
         cite_as=CITATION,
         version="1.0.0",
         features=record_features(spec.kind),

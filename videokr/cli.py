@@ -57,6 +57,7 @@ def _build(args: argparse.Namespace) -> int:
         verify=args.verify,
         workers=args.workers,
         check=not args.no_check,
+        repo_id=args.repo_id,
     )
     print(report.summary())
     print(f"wrote {args.out} (report: {args.out}/.videokr/build.json)")
@@ -127,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--verify", action="store_true", help="decode every clip in parallel, not only probe")
     build.add_argument("--workers", type=int, default=None, help="parallel workers (default: min(8, CPUs))")
     build.add_argument("--no-check", action="store_true", help="skip the load_dataset check at the end")
+    build.add_argument("--repo-id", default=None, help="ORG/NAME it will be published as (named in the card)")
     build.add_argument("--strict", action="store_true", help="exit 1 when any row was kept out")
 
     publish = add(

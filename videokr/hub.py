@@ -203,6 +203,7 @@ def build_repo(
     workers: int | None = None,
     progress: bool = True,
     check: bool = True,
+    repo_id: str | None = None,
 ) -> BuildReport:
     """Build `out` as a no-code Hub dataset folder for `spec` from release files (or pipeline output).
 
@@ -245,10 +246,11 @@ def build_repo(
     durations = _check_clips(placed, rows_by_clip, report, workers, progress, verify)
     manifest.clips = {name: manifest.clips[name] for name in sorted(rows_by_clip)}
 
+    features = record_features(spec.kind)
     rows = []
     for name in sorted(rows_by_clip):
         for record in rows_by_clip[name]:
-            row = record.to_dict()
+            row = {name: value for name, value in record.to_dict().items() if name in features}
             del row["video"]
             if row["duration_s"] is None:
                 row["duration_s"] = durations.get(name)
@@ -261,7 +263,7 @@ def build_repo(
     from videokr.card import write_card_files
 
     clip_durations = {manifest.clips[n]["file_name"]: durations.get(n) for n in rows_by_clip}
-    write_card_files(spec, out, rows, durations=clip_durations)
+    write_card_files(spec, out, rows, durations=clip_durations, repo_id=repo_id)
     manifest.flush(dataset=spec.name, kind=spec.kind, report=asdict(report))
     if check:
         check_repo(out, spec.kind)
@@ -414,6 +416,9 @@ def check_repo(out: Path, kind: Kind) -> None:
     """
     import tempfile
 
+    from videokr.croissant import validate_croissant
+
+    validate_croissant(out / "croissant.json")
     expected = record_features(kind)
     with tempfile.TemporaryDirectory(prefix="videokr-check-") as cache:
         dataset = datasets.load_dataset(str(out), cache_dir=cache)
