@@ -49,7 +49,8 @@ def scale_release(sample: Path, out: Path, scale: int, clips_per_tar: int = 200)
         for k in range(scale):
             for row in rows:
                 name = store.resolve(row["video_path"]).name  # type: ignore[union-attr]
-                copy = dict(row, problem_id=f"{row.get('problem_id') or row.get('id')}-{k}")
+                id_key = "id" if "id" in row else "problem_id"
+                copy = dict(row, **{id_key: f"{row[id_key]}-{k}"})
                 copy["video_path"] = f"videos_{k:04d}/{Path(used[index[name]]).stem}_{k}.mp4"
                 handle.write(json.dumps(copy) + "\n")
     return len(members), len(rows) * scale
@@ -86,7 +87,9 @@ def main() -> None:
         build = lambda **kw: build_repo(  # noqa: E731
             videokr_sft.SPEC, work / "release", out, workers=args.workers, progress=False, check=False, **kw
         )
-        _, cold = timed("build (cold)", units, build)
+        report, cold = timed("build (cold)", units, build)
+        if report.rows_written != rows or report.clips_written != clips:
+            raise SystemExit(f"the build kept rows out, figures would be meaningless:\n{report.summary()}")
         _, warm = timed("build (incremental re-run)", units, build)
         timed("build --verify (decode all clips)", units, lambda: build(verify=True))
         cache = work / "cache"

@@ -243,7 +243,7 @@ def build_repo(
     placed = _copy_clips(refs, split_dir, shards, manifest, report, workers, progress)
 
     _drop_overlaps(disjoint_from, manifest, rows_by_clip, report)
-    durations = _check_clips(placed, rows_by_clip, report, workers, progress, verify)
+    durations = _check_clips(placed, rows_by_clip, manifest, report, workers, progress, verify)
     manifest.clips = {name: manifest.clips[name] for name in sorted(rows_by_clip)}
 
     features = record_features(spec.kind)
@@ -352,25 +352,33 @@ def _drop_overlaps(
 def _check_clips(
     placed: dict[str, Path],
     rows_by_clip: dict[str, list[Record]],
+    manifest: _Manifest,
     report: BuildReport,
     workers: int,
     progress: bool,
     verify: bool,
 ) -> dict[str, float]:
-    """Probe every clip (duration, and a corrupt container is caught); `verify` decodes them too."""
+    """Probe every new clip (duration; a corrupt container is caught); `verify` decodes all of them.
+
+    Durations are kept in the manifest, so an incremental re-run probes only clips it copied anew.
+    """
     names = [n for n in sorted(rows_by_clip) if n in placed]
     by_path = {str(placed[n]): n for n in names}
-    durations: dict[str, float] = {}
+    unprobed = [p for p, n in by_path.items() if manifest.clips[n].get("duration_s") is None]
     broken: dict[str, str] = {}
     with ProcessPoolExecutor(workers) as pool:
-        results = pool.map(_probe_duration, list(by_path), chunksize=16)
+        results = pool.map(_probe_duration, unprobed, chunksize=16)
         for path, duration, error in tqdm(
-            results, total=len(by_path), desc="probe clips", unit="clip", disable=not progress
+            results,
+            total=len(unprobed),
+            desc="probe clips",
+            unit="clip",
+            disable=not progress or not unprobed,
         ):
             if error is not None:
                 broken[by_path[path]] = error
             else:
-                durations[by_path[path]] = duration  # type: ignore[assignment]
+                manifest.clips[by_path[path]]["duration_s"] = duration
         if verify:
             healthy = [p for p, n in by_path.items() if n not in broken]
             results = pool.map(_verify_decode, healthy, chunksize=4)
@@ -383,7 +391,8 @@ def _check_clips(
         ids = [r.id for r in rows_by_clip.pop(name)]
         report.problems.append(Problem("corrupt_clip", f"{name}: does not decode: {error}", ids))
         placed[name].unlink(missing_ok=True)
-    return durations
+        manifest.clips[name].pop("duration_s", None)
+    return {n: manifest.clips[n]["duration_s"] for n in names if n not in broken}
 
 
 def _write_metadata(split_dir: Path, rows: list[dict[str, Any]], kind: Kind) -> None:
