@@ -1,0 +1,665 @@
+"""Answer extraction and scoring: the GRPO reward and the evaluation scorer, in one module.
+
+Training and evaluation read a model's answer differently on purpose:
+
+* The **reward** reproduces the official VideoKR rule by default (``strict=True``): the *first*
+  ``<answer>…</answer>`` (exact, case-sensitive tags), compared *exactly* with the ground truth for
+  multiple choice and by the mean of ROUGE-1/2/L F1 (stemmer on) for open-ended; plus a format term, a
+  full match of ``<think>.*?</think>\\s*<answer>.*?</answer>``; reward = 0.9 × accuracy + 0.1 × format.
+  Strict is the default because it is what the paper trained with and because any leniency here is a
+  learning signal: crediting ``The answer is B`` without tags, or ``<Answer>b</Answer>``, would pay 0.9
+  for not following the output contract the evaluation prompt asks for. ``strict=False`` switches the
+  accuracy term to the evaluation scorer below, for experiments that want it.
+* The **evaluation scorer** (`score_prediction`) is robust, because a benchmark number should measure
+  what the model answered, not how it typed it: tags in any case, an unclosed tag at the end of a
+  truncated output, the *last* answer tag that names a choice (models echo the instruction's
+  ``<answer>...</answer>`` in their reasoning and correct themselves), then final-answer statements
+  ("The answer is (C).", "Final answer: B. …", "D is correct"), bold or boxed letters, and an answer given
+  as the option text. It never reads a letter out of an ordinary word ("a cell", "I think"), never
+  takes a letter beyond the number of options, and prefers the last final statement to letters the
+  reasoning mentions on the way.
+
+The TRL reward functions follow GRPOTrainer's calling convention: keyword arguments ``prompts``,
+``completions`` (strings, or lists of chat messages for conversational data), ``completion_ids``, every
+other dataset column as a list (here ``answer``, ``problem_type``, ``options``), plus trainer extras
+(``trainer_state``, ``log_extra``, ``log_metric``) that are ignored; they return one float per completion
+and are logged under their ``__name__``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from rouge_score import rouge_scorer
+
+from videokr.records import LETTERS, MULTIPLE_CHOICE, normalize_mc_answer, normalize_problem_type
+
+__all__ = [
+    "ACCURACY_WEIGHT",
+    "FORMAT_WEIGHT",
+    "REWARD_WEIGHTS",
+    "Extraction",
+    "ScoredPrediction",
+    "accuracy_reward",
+    "accuracy_score",
+    "answer_blocks",
+    "completion_text",
+    "extract_answer",
+    "extract_choice",
+    "extract_open_answer",
+    "format_reward",
+    "format_score",
+    "has_valid_format",
+    "judge_input",
+    "parse_judge_verdict",
+    "reward_functions",
+    "reward_score",
+    "rouge_mean",
+    "score_prediction",
+    "videokr_reward",
+]
+
+ACCURACY_WEIGHT = 0.9
+FORMAT_WEIGHT = 0.1
+#: Weights for ``[accuracy_reward, format_reward]``, e.g. ``GRPOConfig(reward_weights=list(REWARD_WEIGHTS))``.
+REWARD_WEIGHTS = (ACCURACY_WEIGHT, FORMAT_WEIGHT)
+
+Method = Literal["answer_tag", "statement", "emphasis", "output", "none", "out_of_range"]
+
+# The official rules are the regexes r"<answer>\s*(.*?)\s*</answer>" (first match, then stripped) and a full
+# match of r"<think>.*?</think>\s*<answer>.*?</answer>" (DOTALL). They are implemented below as linear
+# scans with the same results: the regexes backtrack quadratically or worse on degenerate generations
+# (an unclosed "<answer>" followed by a long run of whitespace takes minutes), which RL produces.
+_OPEN, _CLOSE, _THINK = "<answer>", "</answer>", "<think>"
+_THINK_THEN_ANSWER = re.compile(r"</think>\s*<answer>")
+
+# Tolerant tags for evaluation: any case, spaces inside the brackets.
+_ANSWER_TAG = re.compile(r"<\s*(?:(/)\s*)?answer\s*>", re.IGNORECASE)
+_THINK_OPEN = re.compile(r"<\s*think\s*>", re.IGNORECASE)
+_THINK_CLOSE = re.compile(r"<\s*/\s*think\s*>", re.IGNORECASE)
+
+# --------------------------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """What was read from a model output and how: ``answer`` is a letter (MC) or text (open-ended).
+
+    ``method`` says which evidence decided it (``answer_tag``, ``statement``, ``emphasis``, ``output``),
+    or why there is no answer (``none``; ``out_of_range``: the answer names a letter the item lacks).
+    """
+
+    answer: str | None
+    method: Method
+
+
+@dataclass(frozen=True)
+class ScoredPrediction:
+    """One evaluated item: ``correct`` for accuracy, ``score`` in [0, 1] (ROUGE mean for open-ended,
+    1/0 for multiple choice), and the extraction behind them for breakdowns and error analysis."""
+
+    correct: bool
+    score: float
+    extracted: str | None
+    method: Method
+
+
+# --------------------------------------------------------------------------------------------- answer tags
+
+
+def answer_blocks(text: str, *, strict: bool = False) -> list[str]:
+    """The contents of every ``<answer>`` block, in order, stripped.
+
+    ``strict`` uses the official reward's pattern (exact lower-case tags, closed). Otherwise tags match in
+    any case with spaces inside the brackets, stray nested tags are dropped from a block, and an opening
+    tag left unclosed after the last block (a truncated output) yields the text after it when non-empty.
+    """
+    text = str(text or "")
+    return _strict_blocks(text) if strict else _tolerant_blocks(text)
+
+
+def _strict_blocks(text: str) -> list[str]:
+    """Every match of the official pattern: from an exact opening tag to the first closing tag after it."""
+    blocks: list[str] = []
+    position = 0
+    while (start := text.find(_OPEN, position)) >= 0:
+        end = text.find(_CLOSE, start + len(_OPEN))
+        if end < 0:
+            break
+        blocks.append(text[start + len(_OPEN) : end].strip())
+        position = end + len(_CLOSE)
+    return blocks
+
+
+def _tolerant_blocks(text: str) -> list[str]:
+    """Blocks from one pass over the tags: an opener starts a block (openers inside it are dropped), the
+    next closer ends it, closers outside a block are ignored, and an unclosed final block runs to the end."""
+    blocks: list[str] = []
+    start: int | None = None
+    for tag in _ANSWER_TAG.finditer(text):
+        if not tag.group(1):
+            start = tag.end() if start is None else start
+        elif start is not None:
+            blocks.append(_ANSWER_TAG.sub("", text[start : tag.start()]).strip())
+            start = None
+    tail = _ANSWER_TAG.sub("", text[start:]).strip() if start is not None else ""
+    return [*blocks, tail] if tail else blocks
+
+
+def extract_answer(text: str, *, strict: bool = False, last: bool = False) -> str | None:
+    """The content of the first (or, with ``last``, the last) ``<answer>`` block; None without one.
+
+    First is the default because the official reward takes the first match (``re.search``); ``strict``
+    gives exactly the official reading. An empty block gives ``""`` (a tag was there, with nothing in it).
+    """
+    blocks = answer_blocks(text, strict=strict)
+    if not blocks:
+        return None
+    return blocks[-1] if last else blocks[0]
+
+
+def has_valid_format(text: str) -> bool:
+    """The paper's format rule: the whole output is ``<think>…</think>`` then ``<answer>…</answer>``.
+
+    Exactly the official full match, on the raw text: leading or trailing whitespace fails it, as it did
+    in training.
+    """
+    text = str(text or "")
+    if not (text.startswith(_THINK) and text.endswith(_CLOSE)):
+        return False
+    # Between the leading <think> and the trailing </answer>, the regex needs "</think>\s*<answer>" once.
+    return _THINK_THEN_ANSWER.search(text, len(_THINK), len(text) - len(_CLOSE)) is not None
+
+
+# --------------------------------------------------------------------------------------------- choices
+
+
+def extract_choice(text: str, options: Sequence[str] = (), *, num_options: int | None = None) -> Extraction:
+    """The option letter a model chose, read robustly for evaluation.
+
+    Evidence in decreasing order of trust, the first that names a choice deciding: the answer tags (last
+    first), final-answer statements or a boxed letter (the last one), a bold letter ending its line or a
+    line that is only a letter (the last one), and finally the output after the reasoning when it is
+    itself an answer ("B. text", the option text). ``options`` (texts) enable answers given as text and
+    bound the letters; without them ``num_options`` (default 10, A–J) does.
+    """
+    text = str(text or "")
+    count = len(options) or num_options or len(LETTERS)
+    for span in reversed(answer_blocks(text)):
+        letter = _choice_in_span(span, options, count, loose=True)
+        if letter:
+            return _decide(letter, count, "answer_tag")
+    for method, finder in (("statement", _last_statement), ("emphasis", _last_emphasis)):
+        letter = finder(text, options, count)
+        if letter:
+            return _decide(letter, count, method)
+    segment = _final_segment(text)
+    if segment and "\n" not in segment and len(segment) <= 300:
+        letter = _choice_in_span(segment, options, count, loose=False)
+        if letter:
+            return _decide(letter, count, "output")
+    return Extraction(None, "none")
+
+
+def _decide(letter: str, count: int, method: Method) -> Extraction:
+    letter = letter.upper()
+    if LETTERS.index(letter) >= count:
+        return Extraction(None, "out_of_range")
+    return Extraction(letter, method)
+
+
+# A span that is only a letter: "B", "(b)", "B.", "Option B", "answer: (C)".
+_ONLY_LETTER = re.compile(
+    r"(?:(?i:option|choice|answer)\s*[:：]?\s*)?[\(\[]?\s*([A-Ja-j])\s*[\)\]]?\s*[.:：]?"
+)
+# A span that starts with a letter and a delimiter: "(B) text", "B. text", "b) text", "C: text"; a space
+# must follow a bare letter's delimiter, so "e.g. …" and "i.e. …" name nothing.
+_LEADING_LETTER = re.compile(r"(?:[\(\[]\s*([A-Ja-j])\s*[\)\]]\s*|([A-Ja-j])\s*[.):：]\s+)\S")
+# "B text" where the text is option B's.
+_LETTER_THEN_TEXT = re.compile(r"([A-J])\s+(.+)", re.DOTALL)
+# Capital letters standing alone; A and I before a lower-case word are the article and the pronoun.
+_LONE_CAPITAL = re.compile(r"(?<![A-Za-z0-9'’])([A-J])(?![A-Za-z0-9'’])")
+_ARTICLE_OR_PRONOUN = re.compile(r"\s+[a-z]")
+
+
+def _choice_in_span(span: str, options: Sequence[str], count: int, *, loose: bool) -> str | None:
+    """A letter from a short answer span, or None. ``loose`` also accepts statements, an option's text
+    inside the span, and a single capital letter standing alone (used inside answer tags only)."""
+    plain = _unmark(span)
+    if not plain:
+        return None
+    match = _ONLY_LETTER.fullmatch(plain)
+    if match:
+        return match.group(1)
+    index = _option_equal(plain, options)
+    if index is not None:
+        return LETTERS[index]
+    match = _LEADING_LETTER.match(plain)
+    if match:
+        return match.group(1) or match.group(2)
+    match = _LETTER_THEN_TEXT.fullmatch(plain)
+    if match and _names_its_option(match.group(1), match.group(2), options, count):
+        return match.group(1)
+    if not loose:
+        return None
+    letter = _last_statement(plain, options, count)
+    if letter:
+        return letter
+    if len(plain) > 200:
+        return None
+    index = _option_mentioned(plain, options)
+    if index is not None:
+        return LETTERS[index]
+    return _lone_capital(plain, count)
+
+
+def _lone_capital(span: str, count: int) -> str | None:
+    found = set()
+    for match in _LONE_CAPITAL.finditer(span):
+        letter = match.group(1)
+        if letter in "AI" and _ARTICLE_OR_PRONOUN.match(span, match.end()):
+            continue
+        if _option_index(letter, count) is not None:
+            found.add(letter)
+    return found.pop() if len(found) == 1 else None
+
+
+def _names_its_option(letter: str, text: str, options: Sequence[str], count: int) -> bool:
+    index = _option_index(letter, count)
+    return index is not None and index < len(options) and _norm(text) == _norm(options[index])
+
+
+def _option_index(letter: str, count: int) -> int | None:
+    index = LETTERS.find(letter.upper())
+    return index if 0 <= index < count else None
+
+
+# Statements that announce an answer, then the choice right after them:
+# "The answer is (C)", "Answer: c", "Final answer: B. text", "the correct option is D", "I choose B".
+_MARKER = re.compile(
+    r"(?i:\b(?:final|correct|right|best|most\s+(?:likely|appropriate|accurate|plausible|reasonable))"
+    r"\s+(?:answer|option|choice)\b[\s*_]*(?:(?:is|would\s+be|should\s+be|must\s+be|will\s+be)\b)?"
+    r"|\banswer\b[\s*_]*(?:(?:is|would\s+be|should\s+be|must\s+be|will\s+be)\b|[:：=])"
+    r"|\b(?:i\s+(?:would\s+|will\s+)?|i'll\s+|let's\s+|we\s+)(?:choose|select|pick|go\s+with)\b)"
+    r"(?i:\s+(?:therefore|thus|clearly|likely|probably|definitely|indeed|still))?[\s*_:：=]*"
+)
+# How far after a marker the choice is looked for: bounded, so a long run of markers stays linear.
+_HEAD_WINDOW = 400
+# "option" / "choice" before the letter, after a marker.
+_CHOICE_WORD = re.compile(r"(?i:option|choice|letter)\s*[:：]?\s*")
+# The letter at the head of what follows a marker. Capitals stand alone; lower case only before
+# punctuation or the end, so "the answer is a cell" names nothing.
+_HEAD_LETTER = re.compile(
+    r"[\(\[]\s*([A-Ja-j])\s*[\)\]]|([A-J])(?![A-Za-z0-9'’])|([a-j])(?=[ \t]*(?:$|[.,;:!?)\]*]))", re.M
+)
+# Statements with the letter first: "Option B is correct", "(C) is the best answer", "So D is correct".
+_LETTER_FIRST = re.compile(
+    r"(?:(?:^|[\n.!?:;,])[ \t]*|\b(?i:option|choice|so|thus|therefore|hence|clearly)\s+)(?:\*\*)?"
+    r"(?:[\(\[]\s*([A-Ja-j])\s*[\)\]]|([A-J]))(?![A-Za-z0-9'’])[\s*_]*"
+    r"(?i:is|seems|appears)\s+(?i:to\s+be\s+)?(?i:the\s+)?(?i:most\s+)?(?i:correct|right|best|answer)\b",
+    re.M,
+)
+
+
+def _last_statement(text: str, options: Sequence[str], count: int) -> str | None:
+    """The choice named by the last final-answer statement in the text."""
+    found: list[tuple[int, str]] = []
+    for match in _MARKER.finditer(text):
+        letter = _head_choice(text, match.end(), options)
+        if letter:
+            found.append((match.start(), letter))
+    for match in _LETTER_FIRST.finditer(text):
+        found.append((match.start(), match.group(1) or match.group(2)))
+    # A boxed letter is the LaTeX way of stating the final answer.
+    found.extend((match.start(), match.group(1)) for match in _BOXED_LETTER.finditer(text))
+    return max(found)[1] if found else None
+
+
+def _head_choice(text: str, start: int, options: Sequence[str]) -> str | None:
+    """The choice at ``text[start:]``: an option's text first (so "A cell membrane" stays a text), then a
+    letter in one of the forms `_HEAD_LETTER` accepts; the pronoun "I" before a word is not a letter."""
+    line = text[start : start + _HEAD_WINDOW].split("\n", 1)[0]
+    word = _CHOICE_WORD.match(line)
+    if word:
+        line = line[word.end() :]
+    index = _option_prefix(line, options)
+    if index is not None:
+        return LETTERS[index]
+    match = _HEAD_LETTER.match(line)
+    if not match:
+        return None
+    letter = match.group(1) or match.group(2) or match.group(3)
+    if match.group(2) == "I" and _ARTICLE_OR_PRONOUN.match(line, match.end()):
+        return None
+    return letter
+
+
+# Emphasis: a bold letter ending its line, or a line that is only a letter; and LaTeX's boxed letter.
+# No two runs of the same whitespace class meet in these patterns: that would make them quadratic.
+_BOLD_LETTER = re.compile(
+    r"\*\*[ \t]*(?:[\(\[][ \t]*)?([A-Ja-j])(?:[ \t]*[\)\]])?[.:]?[ \t]*\*\*[ \t]*(?:[.!][ \t]*)?$", re.M
+)
+_BOXED_LETTER = re.compile(
+    r"\\boxed\{\s*(?:\\text(?:bf)?\{\s*)?(?:[\(\[]\s*)?([A-Ja-j])(?:\s*[\)\]])?\s*(?:\}\s*)?\}"
+)
+_LETTER_LINE = re.compile(r"^[ \t>#*_-]*(?:[\(\[][ \t]*)?([A-Ja-j])(?:[ \t]*[\)\]])?[.:]?[ \t*_]*$", re.M)
+
+
+def _last_emphasis(text: str, options: Sequence[str], count: int) -> str | None:
+    del options, count  # emphasis names letters only; the range is checked by the caller
+    found = [(m.start(), m.group(1)) for p in (_BOLD_LETTER, _LETTER_LINE) for m in p.finditer(text)]
+    return max(found)[1] if found else None
+
+
+def _final_segment(text: str) -> str:
+    """The output after the reasoning: the text after the last ``</think>``; the whole output when there
+    is no ``<think>``; nothing when the output was cut off inside its reasoning."""
+    parts = _THINK_CLOSE.split(text)
+    if len(parts) == 1 and _THINK_OPEN.search(text):
+        return ""
+    return parts[-1].strip()
+
+
+# --------------------------------------------------------------------------------------------- option text
+
+_MARKUP = re.compile(r"[*_`\"“”‘’]|\\text(?:bf)?\{|\\boxed\{|[{}$]")
+
+
+def _unmark(text: str) -> str:
+    """Remove markdown, LaTeX boxes and quotes around an answer."""
+    return re.sub(r"\s+", " ", _MARKUP.sub("", text)).strip()
+
+
+def _norm(text: str) -> str:
+    """An answer or option text for comparison: lower case, no markup, single spaces, no end punctuation,
+    no leading "the" ("a" is kept: "A nucleus" may be letter A)."""
+    return re.sub(r"^the\s+", "", _unmark(text).lower()).strip(" .,;:!?")
+
+
+def _option_equal(text: str, options: Sequence[str]) -> int | None:
+    target = _norm(text)
+    hits = [i for i, option in enumerate(options) if _norm(option) == target]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _option_prefix(text: str, options: Sequence[str]) -> int | None:
+    """The option whose text begins ``text`` (the longest, so "5 m" beats "5"), ending at a word boundary."""
+    target = _norm(text)
+    hits = [
+        (len(norm), i)
+        for i, norm in enumerate(_norm(option) for option in options)
+        if norm and target.startswith(norm) and not target[len(norm) : len(norm) + 1].isalnum()
+    ]
+    return max(hits)[1] if hits else None
+
+
+def _option_mentioned(text: str, options: Sequence[str]) -> int | None:
+    """The one option whose text appears in ``text`` as whole words (options inside another hit ignored)."""
+    target = _norm(text)
+    texts = {i: _norm(option) for i, option in enumerate(options)}
+    hits = [
+        i
+        for i, norm in texts.items()
+        if norm and re.search(rf"(?<![a-z0-9]){re.escape(norm)}(?![a-z0-9])", target)
+    ]
+    hits = [i for i in hits if not any(j != i and texts[i] in texts[j] for j in hits)]
+    return hits[0] if len(hits) == 1 else None
+
+
+# --------------------------------------------------------------------------------------------- open-ended
+
+
+def extract_open_answer(text: str) -> Extraction:
+    """The free-text answer for evaluation: the last non-empty answer tag, else, when there are no answer
+    tags, the output after the reasoning (see `_final_segment`), else nothing; empty tags answer nothing.
+    Reasoning is never scored as the answer: it would dilute ROUGE and is not what the model answered."""
+    blocks = answer_blocks(text)
+    for span in reversed(blocks):
+        if span:
+            return Extraction(span, "answer_tag")
+    segment = "" if blocks else _final_segment(str(text or ""))
+    return Extraction(segment, "output") if segment else Extraction(None, "none")
+
+
+@functools.cache
+def _scorer() -> rouge_scorer.RougeScorer:
+    # The stemmer is NLTK's Porter stemmer bundled with rouge_score: it needs no download.
+    return rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+
+
+def rouge_mean(reference: str, prediction: str) -> float:
+    """Mean of ROUGE-1, ROUGE-2 and ROUGE-L F1 with the stemmer, clamped to [0, 1] as the official reward.
+
+    rouge_score keeps only lower-cased ASCII letters and digits as tokens, so a one-token answer scores
+    2/3 even when identical (it has no bigram), and "9.8" is the tokens "9" and "8"; both are the
+    official behaviour and are kept.
+    """
+    scores = _scorer().score(str(reference), str(prediction))
+    mean = (scores["rouge1"].fmeasure + scores["rouge2"].fmeasure + scores["rougeL"].fmeasure) / 3.0
+    return max(0.0, min(1.0, mean))
+
+
+_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|[-+]?\.\d+")
+_QUANTITY = re.compile(r"\s*(?:(?:about|approximately|approx\.?|~|≈|\$)\s*)?(?=[-+.\d])")
+
+
+def _leading_number(text: str) -> float | None:
+    """The number a quantity answer starts with ("9.8 m/s^2", "≈ 1,500", "-3"), else None."""
+    prefix = _QUANTITY.match(text)
+    match = _NUMBER.match(text, prefix.end()) if prefix else None
+    return float(match.group().replace(",", "")) if match else None
+
+
+def _first_number(text: str) -> float | None:
+    match = _NUMBER.search(text)
+    return float(match.group().replace(",", "")) if match else None
+
+
+def _open_ended_correct(reference: str, prediction: str) -> bool:
+    """A rule-based stand-in for the official judge: same text, or, for a quantity answer, the same
+    number within 1 % (units are not compared). The judge remains the official open-ended metric."""
+    if _norm(reference) == _norm(prediction):
+        return True
+    expected = _leading_number(reference)
+    got = _first_number(prediction)
+    return (
+        expected is not None and got is not None and math.isclose(expected, got, rel_tol=1e-2, abs_tol=1e-9)
+    )
+
+
+# --------------------------------------------------------------------------------------------- scoring
+
+
+def score_prediction(
+    prediction: str, answer: str, problem_type: str, options: Sequence[str] | None = ()
+) -> ScoredPrediction:
+    """Score one model output against one item for evaluation (robust extraction; no judge)."""
+    options = list(options or [])
+    if _is_mc(problem_type, options):
+        got = extract_choice(prediction, options)
+        correct = got.answer is not None and got.answer == _reference_letter(answer, options)
+        return ScoredPrediction(correct, float(correct), got.answer, got.method)
+    reference = _reference_text(answer)
+    got = extract_open_answer(prediction)
+    if got.answer is None:
+        return ScoredPrediction(False, 0.0, None, got.method)
+    correct = _open_ended_correct(reference, got.answer)
+    return ScoredPrediction(correct, rouge_mean(reference, got.answer), got.answer, got.method)
+
+
+def _is_mc(problem_type: str, options: Sequence[str]) -> bool:
+    return normalize_problem_type(problem_type, has_options=bool(options)) == MULTIPLE_CHOICE
+
+
+def _reference_text(answer: str) -> str:
+    """The ground truth without the ``<answer>`` tags the official files wrap it in."""
+    answer = str(answer or "")
+    inner = extract_answer(answer, strict=True)
+    return inner if inner is not None else answer.strip()
+
+
+def _reference_letter(answer: str, options: Sequence[str]) -> str:
+    """The ground-truth letter; a reference that is not a valid choice is a data error and raises."""
+    text = _reference_text(answer)
+    if options:
+        return normalize_mc_answer(text, list(options))
+    match = _ONLY_LETTER.fullmatch(text)
+    if not match:
+        raise ValueError(f"multiple-choice answer {answer!r} is not a letter")
+    return match.group(1).upper()
+
+
+def judge_input(prediction: str) -> str:
+    """What the judge is shown as the model's prediction: the answer-tag content when there is one,
+    else the whole output, as the official scorer; the last non-empty tag rather than the first, for the
+    reasons `extract_choice` gives."""
+    for span in reversed(answer_blocks(prediction)):
+        if span:
+            return span
+    return str(prediction or "")
+
+
+def parse_judge_verdict(reply: str) -> bool | None:
+    """The judge's reply as a verdict: ``"1"`` → True, ``"0"`` → False, anything else → None (the
+    official scorer counts that as wrong; None lets a caller also count the failures)."""
+    reply = str(reply or "").strip()
+    return {"1": True, "0": False}.get(reply)
+
+
+# --------------------------------------------------------------------------------------------- rewards
+
+
+def format_score(completion: str) -> float:
+    """1.0 when the completion has the paper's ``<think>…</think><answer>…</answer>`` form, else 0.0."""
+    return 1.0 if has_valid_format(completion) else 0.0
+
+
+def accuracy_score(
+    completion: str,
+    answer: str,
+    problem_type: str,
+    options: Sequence[str] | None = (),
+    *,
+    strict: bool = True,
+) -> float:
+    """The accuracy term of the reward, in [0, 1].
+
+    ``strict`` (default): the official rule, the first exact ``<answer>`` block compared exactly for multiple
+    choice, its ROUGE mean for open-ended, nothing without the block. ``strict=False``: the evaluation
+    scorer's ``score`` (`score_prediction`).
+    """
+    options = list(options or [])
+    if not strict:
+        return score_prediction(completion, answer, problem_type, options).score
+    got = extract_answer(completion, strict=True) or ""
+    reference = _reference_text(answer)
+    if _is_mc(problem_type, options):
+        return 1.0 if got == reference else 0.0
+    return rouge_mean(reference, got)
+
+
+def reward_score(
+    completion: str,
+    answer: str,
+    problem_type: str,
+    options: Sequence[str] | None = (),
+    *,
+    strict: bool = True,
+) -> float:
+    """The paper's reward for one completion: 0.9 × accuracy + 0.1 × format."""
+    accuracy = accuracy_score(completion, answer, problem_type, options, strict=strict)
+    return ACCURACY_WEIGHT * accuracy + FORMAT_WEIGHT * format_score(completion)
+
+
+def completion_text(completion: str | Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> str:
+    """The generated text of one completion as GRPOTrainer passes it: a string, or chat messages.
+
+    For messages, the last assistant message is used; its content may be a string or a list of text
+    parts. When a response parser has moved the rationale into ``reasoning_content`` (TRL does this only
+    for tokenizers with a response template, e.g. in tool-calling runs), the ``<think>`` block is put back
+    so the format term still sees it.
+    """
+    if isinstance(completion, str):
+        return completion
+    messages = [completion] if isinstance(completion, Mapping) else list(completion)
+    replies = [m for m in messages if m.get("role", "assistant") == "assistant"]
+    if not replies:
+        return ""
+    message = replies[-1]
+    content = _content_text(message.get("content"))
+    reasoning = message.get("reasoning_content") or message.get("thinking")
+    if reasoning and "<think>" not in content:
+        content = f"<think>{reasoning}</think>\n{content}"
+    return content
+
+
+def _content_text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(str(part.get("text", "")) for part in content if isinstance(part, Mapping))
+
+
+def accuracy_reward(
+    completions: Sequence[Any],
+    answer: Sequence[str],
+    problem_type: Sequence[str],
+    options: Sequence[Sequence[str] | None] | None = None,
+    *,
+    strict: bool = True,
+    **kwargs: Any,
+) -> list[float]:
+    """TRL reward function: the accuracy term per completion (see `accuracy_score`).
+
+    ``functools.partial(accuracy_reward, strict=False)`` gives the robust variant; TRL still logs it as
+    ``accuracy_reward``.
+    """
+    rows = _rows(completions, answer, problem_type, options)
+    return [accuracy_score(text, ans, kind, opts, strict=strict) for text, ans, kind, opts in rows]
+
+
+def format_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
+    """TRL reward function: the format term per completion (see `has_valid_format`)."""
+    return [format_score(completion_text(completion)) for completion in completions]
+
+
+def videokr_reward(
+    completions: Sequence[Any],
+    answer: Sequence[str],
+    problem_type: Sequence[str],
+    options: Sequence[Sequence[str] | None] | None = None,
+    *,
+    strict: bool = True,
+    **kwargs: Any,
+) -> list[float]:
+    """TRL reward function: the combined paper reward, 0.9 × accuracy + 0.1 × format, in one number.
+
+    Use it alone (no ``reward_weights``) when a single logged reward is wanted; use `accuracy_reward` and
+    `format_reward` with `REWARD_WEIGHTS` to see both terms in the logs. Both give the same total.
+    """
+    rows = _rows(completions, answer, problem_type, options)
+    return [reward_score(text, ans, kind, opts, strict=strict) for text, ans, kind, opts in rows]
+
+
+def reward_functions(*, strict: bool = True) -> list[Callable[..., list[float]]]:
+    """``[accuracy, format]`` for ``GRPOTrainer(reward_funcs=…)``, to pair with `REWARD_WEIGHTS`."""
+    accuracy = accuracy_reward if strict else functools.partial(accuracy_reward, strict=False)
+    return [accuracy, format_reward]
+
+
+def _rows(
+    completions: Sequence[Any],
+    answer: Sequence[str],
+    problem_type: Sequence[str],
+    options: Sequence[Sequence[str] | None] | None,
+) -> list[tuple[str, str, str, Sequence[str]]]:
+    """Line the batch columns up per completion; a length mismatch is a wiring bug and raises."""
+    texts = [completion_text(completion) for completion in completions]
+    option_lists = [opts or [] for opts in options] if options is not None else [[] for _ in texts]
+    return list(zip(texts, answer, problem_type, option_lists, strict=True))
