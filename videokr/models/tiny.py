@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from videokr import prompts
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, ProcessorMixin
     from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
@@ -77,20 +79,9 @@ QWEN3_PLAIN_TOKENS: tuple[str, ...] = (
 
 BPE_VOCAB_SIZE = 640  # target of the BPE trainer (256 byte symbols + merges); the corpus may stop short
 
-# The official VideoKR prompt suffixes (training and evaluation), so the tokenizer has merges for them.
-MC_SUFFIX = (
-    "Please answer this question based on the visual content.\n"
-    "Provide your thinking process between the <think> and </think> tags, and then give your final answer "
-    "between the <answer> and </answer> tags.\n"
-    "Please provide only the single option letter (e.g., A, B, C, D, etc.) within the "
-    "<answer>...</answer> tags."
-)
-OPEN_SUFFIX = (
-    "Please answer this question based on the visual content.\n"
-    "Provide your thinking process between the <think> and </think> tags, and then give your final answer "
-    "between the <answer> and </answer> tags.\n"
-    "Please provide only your final answer within the <answer>...</answer> tags."
-)
+# The official VideoKR prompt suffixes are in the corpus, so the tokenizer has merges for them.
+MC_SUFFIX = prompts.MC_SUFFIX
+OPEN_SUFFIX = prompts.OPEN_ENDED_SUFFIX
 _CORPUS_SENTENCES: tuple[str, ...] = (
     MC_SUFFIX,
     OPEN_SUFFIX,
