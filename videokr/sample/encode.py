@@ -2,6 +2,11 @@
 
 Clips are encoded with a short GOP and no B-frames so every backend (decord, torchcodec, PyAV) can seek
 them exactly; `yuv420p` keeps them playable everywhere. Widths and heights must be even.
+
+Output is repeatable: the same frames give the same bytes. libx264's constant-quality mode (CRF) did
+not guarantee that here — re-encoding the sample corpus changed the bytes, and sometimes the decoded
+pixels, of a few clips even on one thread — while a constant quantiser on one thread gave identical
+bytes in every run. A seeded corpus must be byte-identical, and tests compare pixels across runs.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ def write_clip(
     frames: Iterable[np.ndarray],
     fps: float,
     *,
-    crf: int = 23,
+    qp: int = 23,
     gop: int = 12,
 ) -> Path:
     """Encode `frames` (each H×W×3 uint8 RGB) to `path` at `fps`; returns the path.
@@ -31,7 +36,6 @@ def write_clip(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
     rate = Fraction(fps).limit_denominator(1001)
-    count = 0
     with av.open(str(tmp), mode="w", format="mp4") as container:
         stream = None
         for frame in frames:
@@ -44,10 +48,11 @@ def write_clip(
                 stream = container.add_stream("libx264", rate=rate)
                 stream.width, stream.height = width, height
                 stream.pix_fmt = "yuv420p"
-                stream.options = {"crf": str(crf), "g": str(gop), "bf": "0", "preset": "veryfast"}
+                stream.codec_context.thread_count = 1
+                options = {"qp": str(qp), "g": str(gop), "bf": "0", "preset": "veryfast", "threads": "1"}
+                stream.options = options
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
-            count += 1
         if stream is None:
             raise ValueError(f"{path}: no frames to write")
         for packet in stream.encode():

@@ -1,0 +1,74 @@
+"""Byte-deterministic tar archives, whole or split into ``.part.aa``, ``.part.ab`` … like ``split -n``.
+
+The release ships clips in tars, the largest split into byte chunks that users join with ``cat``. A
+sample corpus must be byte-identical for a seed, so every header field that tar would take from the
+file system (time, owner, mode, order) is fixed here instead.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import string
+import tarfile
+from collections.abc import Iterable
+from pathlib import Path
+
+# 2026-01-01T00:00:00Z: a fixed, plausible modification time for every member.
+FIXED_MTIME = 1_767_225_600
+
+
+def _info(name: str, *, size: int = 0, directory: bool = False) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = FIXED_MTIME
+    info.mode = 0o755 if directory else 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    info.type = tarfile.DIRTYPE if directory else tarfile.REGTYPE
+    return info
+
+
+def tar_bytes(members: Iterable[tuple[str, bytes]]) -> bytes:
+    """A ustar archive of ``(path, data)`` members, sorted by path, each folder listed before its files."""
+    files = sorted(members)
+    names = [name for name, _ in files]
+    if len(set(names)) != len(names):
+        raise ValueError("duplicate member names")
+    folders = sorted({str(Path(name).parent) for name in names} - {"."})
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for folder in folders:
+            tar.addfile(_info(folder + "/", directory=True))
+        for name, data in files:
+            tar.addfile(_info(name, size=len(data)), io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def part_suffixes(count: int) -> list[str]:
+    """``aa``, ``ab``, … — the suffixes ``split`` gives its chunks."""
+    letters = string.ascii_lowercase
+    return [letters[i // 26] + letters[i % 26] for i in range(count)]
+
+
+def write_atomically(path: Path, data: bytes) -> Path:
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return path
+
+
+def write_archive(path: Path, data: bytes, *, parts: int = 1) -> list[Path]:
+    """Write ``data`` as ``path`` or, with ``parts`` > 1, as ``path.part.aa`` … of near-equal size.
+
+    Chunk boundaries fall wherever the byte count says, not on tar blocks, as with ``split``; only the
+    concatenation is a tar.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if parts <= 1:
+        return [write_atomically(path, data)]
+    chunk = math.ceil(len(data) / parts)
+    return [
+        write_atomically(path.with_name(f"{path.name}.part.{suffix}"), data[i * chunk : (i + 1) * chunk])
+        for i, suffix in enumerate(part_suffixes(parts))
+    ]
