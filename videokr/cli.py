@@ -148,7 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except VideoKRError as exc:
+    except (VideoKRError, OSError) as exc:
+        # Bad input is the user's to fix: one line naming it, no traceback.
         print(f"videokr {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

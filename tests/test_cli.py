@@ -1,0 +1,57 @@
+"""The command line answers bad input with one line naming it and a non-zero status, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from videokr.cli import main
+
+
+def test_validate_passes_the_sample_release_and_lists_bad_rows_by_id(
+    sample_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sft = sample_corpus / "VideoKR-Train" / "VideoKR-COT-201K.jsonl"
+    assert main(["validate", "sft", str(sft)]) == 0
+    assert "64 rows parsed, 0 rejected" in capsys.readouterr().out
+
+    bad = tmp_path / "bad.jsonl"
+    rows = [json.loads(line) for line in sft.read_text().splitlines()[:3]]
+    rows[1]["solution"] = "<answer>Z</answer>"
+    bad.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert main(["validate", "sft", str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert "2 rows parsed, 1 rejected" in out and f"id={rows[1]['id']!r}" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["validate", "rl", "missing.jsonl"], "missing.jsonl"),
+        (["build", "eval", "--source", "nowhere", "--out", "out"], "nowhere: no such file or folder"),
+        (["publish", ".", "--repo-id", "org/name", "--dry-run"], "README.md"),
+    ],
+)
+def test_bad_input_is_one_clear_line(
+    argv: list[str],
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") <= 2
+
+
+def test_build_from_the_wrong_release_folder_says_what_it_looked_for(
+    sample_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train_only = tmp_path / "train"
+    shutil.copytree(sample_corpus / "VideoKR-Train", train_only)
+    assert main(["build", "eval", "--source", str(train_only), "--out", str(tmp_path / "out")]) == 2
+    assert "no VideoKR_eval.jsonl here or two levels below" in capsys.readouterr().err
