@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-from videokr.cli import main
+from videokr.cli import build_parser, main
 
 
 def test_validate_passes_the_sample_release_and_lists_bad_rows_by_id(
@@ -55,3 +56,20 @@ def test_build_from_the_wrong_release_folder_says_what_it_looked_for(
     shutil.copytree(sample_corpus / "VideoKR-Train", train_only)
     assert main(["build", "eval", "--source", str(train_only), "--out", str(tmp_path / "out")]) == 2
     assert "no VideoKR_eval.jsonl here or two levels below" in capsys.readouterr().err
+
+
+def _command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths = [prefix]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                paths += _command_paths(sub, (*prefix, name))
+    return paths
+
+
+@pytest.mark.parametrize("path", _command_paths(build_parser()), ids=lambda p: " ".join(p) or "videokr")
+def test_every_command_has_working_help(path: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*path, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: videokr" in capsys.readouterr().out

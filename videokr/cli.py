@@ -141,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--repo-id", required=True, help="ORG/NAME of the dataset repo")
     publish.add_argument("--private", action="store_true", help="create the repo as private")
     publish.add_argument("--dry-run", action="store_true", help="list what would be uploaded; send nothing")
+
+    from videokr.pipeline.cli import add_pipeline_commands
+
+    add_pipeline_commands(commands)
     return parser
 
 
