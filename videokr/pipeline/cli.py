@@ -75,6 +75,18 @@ def _relevance(args: argparse.Namespace) -> int:
     )
 
 
+def _visual_relevance(args: argparse.Namespace) -> int:
+    from videokr.pipeline.screen import judge_visual_relevance
+
+    return _print(judge_visual_relevance(_clients(args)[0], args.candidates, args.out, workers=args.workers))
+
+
+def _safety(args: argparse.Namespace) -> int:
+    from videokr.pipeline.screen import check_safety
+
+    return _print(check_safety(_clients(args)[0], args.candidates, args.out, workers=args.workers))
+
+
 def _decontaminate(args: argparse.Namespace) -> int:
     from videokr.pipeline.decontaminate import BenchmarkIndex, benchmark_index_from_eval, decontaminate
 
@@ -221,6 +233,16 @@ def add_pipeline_commands(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--candidates", type=Path, required=True)
     p.add_argument("--bank", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
+
+    for name, handler, text in (
+        ("visual-relevance", _visual_relevance, "Visual relevance judge on frames of each downloaded clip."),
+        ("safety", _safety, "Safety check on four random frames of each downloaded clip."),
+    ):
+        p = add(name, handler, text)
+        p.add_argument(
+            "--candidates", type=Path, required=True, help="candidates JSONL with a `path` per row"
+        )
+        p.add_argument("--out", type=Path, required=True)
 
     p = add("decontaminate", _decontaminate, "Drop candidates overlapping benchmark videos.", models=False)
     p.add_argument("--candidates", type=Path, required=True)
