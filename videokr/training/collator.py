@@ -1,0 +1,161 @@
+"""The SFT collator: decode each row's clip, apply the chat template, and label only the response.
+
+TRL's SFTTrainer only treats a dataset as visual when it has an ``image``/``images`` column; with video
+it would train on placeholder tokens while the vision tower never runs. This collator does the visual
+work itself, and the trainer is configured with ``remove_unused_columns=False`` and
+``dataset_kwargs={"skip_prepare_dataset": True}`` so the raw rows reach it.
+
+Labels: ``-100`` everywhere except the response, i.e. the assistant text and its end token
+(``<|im_end|>``). Prompt, video placeholders, the newline the template writes after the end token and
+padding never count.
+
+Decoding failures: a row whose clip does not decode is **dropped from its batch, never replaced** by
+another clip (that would pair the question with the wrong video). Each failure is counted in
+`VideoSFTCollator.failures` and logged as one WARNING line naming the row id and the clip. A batch in
+which every clip fails raises `VideoDecodeError` (there is nothing honest to train on), and so does the
+failure count passing ``max_failures``: a dataset that is broken at scale should stop a run, not thin it
+silently. ``on_error="raise"`` stops at the first failure instead. The counter lives in the process that
+runs the collator; with ``dataloader_num_workers > 0`` each worker keeps its own and the log lines are
+the complete record.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+
+from videokr import prompts
+from videokr.errors import VideoDecodeError
+from videokr.training.clips import Clip, ClipLoader, FrameSampling, video_source
+from videokr.training.encoding import process, render
+
+if TYPE_CHECKING:
+    from transformers import BatchFeature, ProcessorMixin
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class DecodeFailure:
+    """One row kept out of training because its clip did not decode."""
+
+    row_id: str
+    clip: str
+    reason: str
+
+
+class VideoSFTCollator:
+    """Rows with ``id``, ``video``, ``prompt`` (text) and ``completion`` (target) → a model batch.
+
+    The batch holds ``input_ids``, ``attention_mask``, ``labels``, ``mm_token_type_ids``,
+    ``pixel_values_videos``, ``video_grid_thw`` and, for Qwen2.5-VL, ``second_per_grid_ts``.
+    """
+
+    def __init__(
+        self,
+        processor: ProcessorMixin,
+        sampling: FrameSampling | None = None,
+        *,
+        on_error: Literal["drop", "raise"] = "drop",
+        max_failures: int | None = None,
+    ) -> None:
+        if on_error not in ("drop", "raise"):
+            raise ValueError(f"on_error must be 'drop' or 'raise', got {on_error!r}")
+        self.processor = processor
+        self.loader = ClipLoader(processor, sampling)
+        self.on_error = on_error
+        self.max_failures = max_failures
+        self.failures: list[DecodeFailure] = []
+        tokenizer = processor.tokenizer
+        self.end_token_id = tokenizer.eos_token_id
+        self.placeholder_ids = {
+            tokenizer.convert_tokens_to_ids(token)
+            for token in (getattr(processor, "video_token", None), getattr(processor, "image_token", None))
+            if token is not None
+        }
+
+    def __call__(self, rows: Sequence[dict[str, Any]]) -> BatchFeature:
+        kept: list[dict[str, Any]] = []
+        clips: list[Clip] = []
+        for row in rows:
+            try:
+                clips.append(self.loader.load(row["video"]))
+            except VideoDecodeError as error:
+                self._record_failure(row, error)
+                continue
+            kept.append(row)
+        if not kept:
+            ids = ", ".join(str(row.get("id")) for row in rows)
+            raise VideoDecodeError("<batch>", f"no clip in this batch decoded (rows {ids})")
+
+        prompt_texts, full_texts = [], []
+        for row in kept:
+            messages = prompts.build_messages(row["prompt"], video={"type": "video"})
+            prompt_text = render(self.processor, messages, generation_prompt=True)
+            full_text = render(
+                self.processor,
+                [*messages, {"role": "assistant", "content": [{"type": "text", "text": row["completion"]}]}],
+                generation_prompt=False,
+            )
+            if not full_text.startswith(prompt_text):
+                raise ValueError(
+                    f"row {row['id']!r}: the chat template does not extend the prompt with the answer"
+                )
+            prompt_texts.append(prompt_text)
+            full_texts.append(full_text)
+
+        batch = process(self.processor, full_texts, clips, padding_side="right")
+        batch["labels"] = self._labels(batch, prompt_texts, full_texts, [row["id"] for row in kept])
+        return batch
+
+    def _labels(
+        self, batch: BatchFeature, prompt_texts: list[str], full_texts: list[str], ids: list[str]
+    ) -> torch.Tensor:
+        """Label the response tokens only.
+
+        The response's token count is measured on the unexpanded texts (the video placeholder is one
+        token there): expanding the placeholder changes only the prompt, so the last ``n`` real tokens of
+        the processed sequence are the response. Everything after the end token (the template's newline)
+        is then unlabelled.
+        """
+        tokenizer = self.processor.tokenizer
+        labels = torch.full_like(batch["input_ids"], IGNORE_INDEX)
+        for i, (prompt_text, full_text) in enumerate(zip(prompt_texts, full_texts, strict=True)):
+            prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+            full_ids = tokenizer(full_text, add_special_tokens=False)["input_ids"]
+            if full_ids[: len(prompt_ids)] != prompt_ids:
+                raise ValueError(f"row {ids[i]!r}: prompt tokens merge with the answer's first token")
+            response = full_ids[len(prompt_ids) :]
+            if self.end_token_id not in response:
+                raise ValueError(f"row {ids[i]!r}: the rendered answer has no end token")
+            length = len(response) - response[::-1].index(self.end_token_id)  # through the last end token
+            positions = batch["attention_mask"][i].nonzero().flatten()
+            start = int(positions[-len(response)])
+            labels[i, start : start + length] = batch["input_ids"][i, start : start + length]
+        for token_id in self.placeholder_ids:
+            labels[batch["input_ids"] == token_id] = IGNORE_INDEX
+        return labels
+
+    def _record_failure(self, row: dict[str, Any], error: VideoDecodeError) -> None:
+        path, _ = video_source(row["video"])
+        failure = DecodeFailure(str(row.get("id")), str(path or error.path), error.reason)
+        self.failures.append(failure)
+        if self.on_error == "raise":
+            raise VideoDecodeError(failure.clip, f"row {failure.row_id}: {error.reason}") from error
+        logger.warning(
+            "video decode failed, row %s dropped from its batch (not replaced): clip %s: %s [%d so far]",
+            failure.row_id,
+            failure.clip,
+            failure.reason,
+            len(self.failures),
+        )
+        if self.max_failures is not None and len(self.failures) > self.max_failures:
+            raise VideoDecodeError(
+                failure.clip, f"{len(self.failures)} clips failed to decode, more than max_failures"
+            ) from error
