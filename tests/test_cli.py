@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,3 +75,14 @@ def test_every_command_has_working_help(path: tuple[str, ...], capsys: pytest.Ca
         main([*path, "--help"])
     assert exit_info.value.code == 0
     assert "usage: videokr" in capsys.readouterr().out
+
+
+def test_help_does_not_import_the_heavy_stack() -> None:
+    """`videokr --help` answers instantly: building the parser imports no torch, lighteval or nltk."""
+    code = (
+        "import sys; from videokr.cli import build_parser; build_parser(); "
+        "heavy = ('torch', 'lighteval', 'transformers', 'nltk', 'datasets'); "
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -73,7 +73,7 @@ def _publish(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="videokr",
-        description="VideoKR on the Hugging Face stack: sample corpus, tiny models, Hub datasets.",
+        description="VideoKR on the Hugging Face stack: sample corpus, Hub datasets, pipeline, evaluation.",
     )
     parser.add_argument("--version", action="version", version=f"videokr {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -145,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     from videokr.pipeline.cli import add_pipeline_commands
 
     add_pipeline_commands(commands)
+
+    from videokr.evaluation.cli import add_eval_commands
+
+    add_eval_commands(commands)
     return parser
 
 

@@ -1,0 +1,83 @@
+"""The leaderboard across two real lighteval runs: right rows and numbers, Markdown, CSV and a PNG."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from eval_fixtures import eval_repo, eval_rows, scripted_model, tiny_model_dir
+
+from videokr.evaluation.inputs import GenerationRequest
+from videokr.evaluation.leaderboard import build_leaderboard, leaderboard_command
+from videokr.evaluation.run import run_eval
+from videokr.records import LETTERS, MULTIPLE_CHOICE
+
+
+@pytest.fixture(scope="module")
+def runs(
+    sample_corpus: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[list[Path], dict[str, float]]:
+    """Two models: "oracle" answers every MC item right, "contrarian" none; each runs two tasks."""
+    base = tmp_path_factory.getbasetemp()
+    repo = eval_repo(sample_corpus, base / "eval-repo")
+    model_dir = tiny_model_dir(base / "tiny-qwen2_5_vl")
+    rows = {row["id"]: row for row in eval_rows(repo)}
+
+    def answering(right: bool):
+        def script(request: GenerationRequest) -> str:
+            row = rows[request.item_id]
+            if row["problem_type"] != MULTIPLE_CHOICE:
+                return f"<answer>{row['answer']}</answer>"
+            letter = row["answer"]
+            if not right:
+                letter = LETTERS[(LETTERS.index(letter) + 1) % len(row["options"])]
+            return f"<answer>{letter}</answer>"
+
+        return script
+
+    dirs = []
+    for name, right in (("org/contrarian", False), ("org/oracle", True)):
+        out = tmp_path_factory.mktemp(name.split("/")[1])
+        model = scripted_model(model_dir, tmp_path_factory.mktemp("lb-cache"), answering(right), name=name)
+        run_eval(model, ["videokr_eval", "videokr_eval_text_only"], dataset=str(repo), output_dir=out)
+        dirs.append(out)
+    return dirs, {"oracle": 1.0, "contrarian": 0.0}
+
+
+def test_leaderboard_rows_and_numbers(runs) -> None:
+    dirs, expected = runs
+    board = build_leaderboard(dirs)
+    # Best first; settings that differ from the paper's name the row, so runs at other budgets stay apart.
+    assert [row.label for row in board.rows] == ["oracle (max_frames=4)", "contrarian (max_frames=4)"]
+    for row in board.rows:
+        want = expected[row.model.split("/")[1]]
+        assert row.estimate("videokr_eval").value == want
+        assert row.estimate("videokr_eval_text_only").value == want
+        for source in ("MMVU", "VideoMMMU", "SciVideoBench"):
+            assert row.source(source).value == want
+        assert row.estimate("videokr_eval_single_frame") is None  # not run: shown as "–", not 0
+        assert row.judged() is False
+
+
+def test_leaderboard_writes_markdown_csv_and_png(
+    runs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dirs, _ = runs
+    assert leaderboard_command(dirs, out=tmp_path) == 0
+    printed = capsys.readouterr().out
+    table = (tmp_path / "leaderboard.md").read_text()
+    assert printed.startswith(table)
+    lines = [line for line in table.splitlines() if line.startswith("| ")]
+    assert lines[1].startswith(
+        "| oracle (max_frames=4) | 100.0 [100.0, 100.0] | 100.0 | 100.0 | 100.0 | – | – | 100.0 |"
+    )
+    assert lines[2].startswith("| contrarian (max_frames=4) | 0.0 [0.0, 0.0] |")
+    with (tmp_path / "leaderboard.csv").open() as handle:
+        records = list(csv.DictReader(handle))
+    assert [(r["label"], float(r["acc"]), r["max_frames"]) for r in records] == [
+        ("oracle (max_frames=4)", 1.0, "4"),
+        ("contrarian (max_frames=4)", 0.0, "4"),
+    ]
+    png = (tmp_path / "leaderboard.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000

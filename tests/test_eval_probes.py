@@ -1,0 +1,113 @@
+"""The shortcut probes give the model exactly what they promise: the sampled clip, one seeded random
+frame per trial (three trials), or no visual input at all; asserted on what the model received."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from eval_fixtures import eval_repo, eval_rows, scripted_model, tiny_model_dir
+
+from videokr.evaluation.inputs import GenerationRequest, probe_frame_index
+from videokr.evaluation.run import run_eval
+from videokr.evaluation.tasks import SINGLE_FRAME_TRIALS
+from videokr.records import LETTERS, MULTIPLE_CHOICE
+from videokr.video import probe as probe_clip
+
+MAX_FRAMES = 4
+
+
+@pytest.fixture(scope="module")
+def repo(sample_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return eval_repo(sample_corpus, tmp_path_factory.getbasetemp() / "eval-repo")
+
+
+@pytest.fixture(scope="module")
+def probe_run(repo: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One lighteval run of the three probe tasks; MC items alternate between right in every trial and
+    right in all but the last trial."""
+    rows = {row["id"]: row for row in eval_rows(repo)}
+    mc = sorted(i for i, r in rows.items() if r["problem_type"] == MULTIPLE_CHOICE)
+    always = set(mc[::2])
+
+    def script(request: GenerationRequest) -> str:
+        row = rows[request.item_id]
+        if row["problem_type"] != MULTIPLE_CHOICE:
+            return "<answer>unknown</answer>"
+        letter = row["answer"]
+        if request.item_id not in always and request.trial == SINGLE_FRAME_TRIALS - 1:
+            letter = LETTERS[(LETTERS.index(letter) + 1) % len(row["options"])]
+        return f"<think>...</think><answer>{letter}</answer>"
+
+    model_dir = tiny_model_dir(tmp_path_factory.getbasetemp() / "tiny-qwen2_5_vl")
+    model = scripted_model(model_dir, tmp_path_factory.mktemp("probe-cache"), script, max_frames=MAX_FRAMES)
+    run = run_eval(
+        model,
+        ["videokr_eval", "videokr_eval_single_frame", "videokr_eval_text_only"],
+        dataset=str(repo),
+        output_dir=tmp_path_factory.mktemp("probe-results"),
+    )
+    return model, run, rows, mc, always
+
+
+def _received(model, probe: str) -> list[GenerationRequest]:
+    return [r for r in model.received if r.visual.kind == probe]
+
+
+def test_full_video_gets_the_sampled_clip(probe_run) -> None:
+    model, _, rows, _, _ = probe_run
+    video = _received(model, "video")
+    assert len(video) == len(rows)
+    for request, text in zip(model.received, model.rendered, strict=True):
+        if request.visual.kind != "video":
+            continue
+        assert 2 <= request.visual.num_frames <= MAX_FRAMES
+        assert request.visual.metadata is not None
+        assert text.count("<|video_pad|>") == 1 and "<|image_pad|>" not in text
+
+
+def test_single_frame_probe_gets_one_seeded_frame_per_trial(probe_run) -> None:
+    model, _, rows, _, _ = probe_run
+    single = _received(model, "single_frame")
+    assert len(single) == SINGLE_FRAME_TRIALS * len(rows)
+    trials: dict[str, list[int]] = {}
+    for request in single:
+        assert request.visual.num_frames == 1
+        (index,) = request.visual.frame_indices
+        frames = probe_clip(rows[request.item_id]["video"]["path"]).num_frames
+        assert index == probe_frame_index(request.item_id, request.trial, frames)
+        trials.setdefault(request.item_id, []).append(index)
+    assert sorted(trials) == sorted(rows)
+    assert any(len(set(indices)) > 1 for indices in trials.values())  # trials see different frames
+    rendered = [
+        t for r, t in zip(model.received, model.rendered, strict=True) if r.visual.kind == "single_frame"
+    ]
+    assert all(t.count("<|image_pad|>") == 1 and "<|video_pad|>" not in t for t in rendered)
+
+
+def test_text_only_probe_gets_no_visual_input(probe_run) -> None:
+    model, _, rows, _, _ = probe_run
+    text_only = _received(model, "text_only")
+    assert len(text_only) == len(rows)
+    assert all(r.visual.frames is None and r.visual.num_frames == 0 for r in text_only)
+    rendered = [
+        t for r, t in zip(model.received, model.rendered, strict=True) if r.visual.kind == "text_only"
+    ]
+    assert all("<|vision_start|>" not in t for t in rendered)
+    # Same official prompt in every probe: only the visual input differs.
+    prompts = {r.item_id: r.prompt for r in _received(model, "video")}
+    assert all(r.prompt == prompts[r.item_id] for r in text_only)
+
+
+def test_single_frame_answerable_rate_is_all_trials_right(probe_run) -> None:
+    _, run, _, mc, always = probe_run
+    metrics = run.task_metrics()
+    single = metrics["videokr_eval_single_frame"]
+    assert single["answerable_rate"] == pytest.approx(len(always) / len(mc))
+    expected_acc = (
+        len(always) + (len(mc) - len(always)) * (SINGLE_FRAME_TRIALS - 1) / SINGLE_FRAME_TRIALS
+    ) / len(mc)
+    assert single["acc"] == pytest.approx(expected_acc)
+    # The full-video and text-only tasks have one trial per item and no answerable rate.
+    assert metrics["videokr_eval"]["acc"] == pytest.approx(1.0)
+    assert "answerable_rate" not in metrics["videokr_eval_text_only"]

@@ -1,0 +1,23 @@
+"""lighteval's own command line, made usable offline: ``python -m videokr.evaluation.lighteval_cli …``.
+
+It takes exactly the arguments of the ``lighteval`` command (``custom``, ``tasks``, …). The only
+difference: before lighteval builds its task registry, `ensure_registry_importable` stands in for the
+built-in task module that downloads a file at import (see `videokr.evaluation.compat`). The plain
+``lighteval`` command cannot get this from our task file, because lighteval imports its built-in tasks
+before it reads ``--custom-tasks``.
+"""
+
+from __future__ import annotations
+
+from videokr.evaluation.compat import ensure_registry_importable
+
+
+def main() -> None:
+    ensure_registry_importable()
+    from lighteval.__main__ import app
+
+    app(prog_name="lighteval")
+
+
+if __name__ == "__main__":
+    main()

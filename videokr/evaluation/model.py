@@ -1,0 +1,302 @@
+"""A video-capable lighteval model for Qwen2.5-VL / Qwen3-VL through transformers.
+
+lighteval 0.13 has no video path (its VLM model passes images only), so this class is the way in: it
+reads the clip path and probe mode from ``Doc.specific``, decodes the frames the probe asks for (see
+`videokr.evaluation.inputs`), renders the chat template with a video (or image) part where the official
+``<video>`` stands, and generates in batches with left padding.
+
+Everything that changes what the model sees is a field of `VideoModelConfig` (fps, frame cap, pixel
+budget, probe override, frame seed, generation settings): lighteval's prediction cache keys on the
+model config's hash under the model name, so two runs that saw different frames can never share cached
+answers. The defaults are the paper's: 2 fps, at most 128 frames, 100,352 pixels per frame,
+temperature 0.1, up to 8,192 new tokens.
+
+``lighteval custom`` builds the model from a bare ``CustomModelConfig`` whose only free field is the
+model name, so that name may carry the settings in lighteval's own ``key=value`` syntax, e.g.
+``model_name=Qwen/Qwen2.5-VL-7B-Instruct,max_frames=32,batch_size=4``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from lighteval.models.abstract_model import LightevalModel, ModelConfig
+from lighteval.models.model_input import GenerationParameters
+from lighteval.models.model_output import ModelResponse
+from lighteval.tasks.requests import Doc, SamplingMethod
+from lighteval.utils.cache_management import SampleCache, cached
+from pydantic import Field
+
+from videokr.evaluation.inputs import GenerationRequest, Probe, Visual, VisualLoader
+from videokr.evaluation.tasks import MAX_NEW_TOKENS
+from videokr.prompts import build_messages
+from videokr.training.clips import PAPER_MAX_PIXELS, FrameSampling
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, ProcessorMixin
+
+__all__ = ["PAPER_GENERATION", "Generation", "VideoLightevalModel", "VideoModelConfig"]
+
+logger = logging.getLogger(__name__)
+
+#: The paper's evaluation decoding: temperature 0.1, up to 8,192 new tokens.
+PAPER_GENERATION = {"temperature": 0.1, "max_new_tokens": MAX_NEW_TOKENS}
+
+
+class VideoModelConfig(ModelConfig):
+    """Model and frame settings; every field is part of the cache key (see the module docstring)."""
+
+    model_name: str
+    revision: str | None = None
+    dtype: str = "auto"  # "auto": bfloat16 on GPU, float32 on CPU
+    device: str = "auto"  # "auto": cuda when available
+    attn_implementation: str | None = None
+    batch_size: int = Field(default=1, ge=1)
+    fps: float = Field(default=2.0, gt=0)
+    max_frames: int = Field(default=128, ge=1)
+    num_frames: int | None = None  # a fixed frame count instead of fps (ablations)
+    max_pixels: int = PAPER_MAX_PIXELS
+    min_pixels: int = 3136
+    video_backend: str | None = None
+    probe: Probe | None = None  # None: as the task says; else forced for every task
+    frame_seed: int = 0  # seeds the single-frame probe's frame choice
+    seed: int = 0  # seeds sampling (temperature > 0)
+    generation_parameters: GenerationParameters = GenerationParameters(**PAPER_GENERATION)
+
+    @classmethod
+    def from_model_name(cls, name: str, **overrides: Any) -> VideoModelConfig:
+        """Parse a ``lighteval custom`` model name: a bare model id/path, or ``key=value,…`` settings.
+
+        Generation parameters given there are merged over the paper's, so asking for fewer tokens does
+        not silently switch sampling to greedy.
+        """
+        fields: dict[str, Any] = {}
+        if "=" in name:
+            fields = cls._parse_args(name)
+            for alias in ("pretrained", "model"):
+                if alias in fields and "model_name" not in fields:
+                    fields["model_name"] = fields.pop(alias)
+        else:
+            fields["model_name"] = name
+        generation = {**PAPER_GENERATION, **dict(fields.pop("generation_parameters", {}) or {})}
+        return cls(**fields, generation_parameters=GenerationParameters(**generation), **overrides)
+
+    @property
+    def sampling(self) -> FrameSampling:
+        return FrameSampling(
+            fps=self.fps,
+            max_frames=self.max_frames,
+            num_frames=self.num_frames,
+            max_pixels=self.max_pixels,
+            min_pixels=self.min_pixels,
+            backend=self.video_backend,
+        )
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One generated answer with the token ids lighteval records in its details."""
+
+    text: str
+    input_tokens: list[int]
+    output_tokens: list[int]
+    input_text: str = ""
+
+
+class VideoLightevalModel(LightevalModel):
+    """Qwen2.5-VL / Qwen3-VL (any ``AutoModelForImageTextToText`` with a Qwen-style processor) on video.
+
+    Subclasses may replace `_load_model` and `_generate` (tests script the answers that way) while
+    keeping the real request building, frame decoding and probe handling.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        if not isinstance(config, VideoModelConfig):
+            config = VideoModelConfig.from_model_name(config.model_name)
+        self.config: VideoModelConfig = config
+        self.processor = self._load_processor()
+        self.model = self._load_model()
+        self.visuals = VisualLoader(self.processor, config.sampling, frame_seed=config.frame_seed)
+        self._cache = SampleCache(_cache_config(config))
+
+    # ----------------------------------------------------------------------------------- loading
+
+    def _load_processor(self) -> ProcessorMixin:
+        from transformers import AutoProcessor
+
+        return AutoProcessor.from_pretrained(self.config.model_name, revision=self.config.revision)
+
+    def _load_model(self) -> PreTrainedModel | None:
+        import torch
+        from transformers import AutoModelForImageTextToText
+
+        device = self.device
+        dtype = self.config.dtype
+        if dtype == "auto":
+            dtype = "bfloat16" if device.startswith("cuda") else "float32"
+        kwargs: dict[str, Any] = {"revision": self.config.revision, "dtype": getattr(torch, dtype)}
+        if self.config.attn_implementation:
+            kwargs["attn_implementation"] = self.config.attn_implementation
+        model = AutoModelForImageTextToText.from_pretrained(self.config.model_name, **kwargs)
+        return model.to(device).eval()
+
+    @property
+    def device(self) -> str:
+        if self.config.device != "auto":
+            return self.config.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    # ----------------------------------------------------------------------------------- lighteval API
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.processor.tokenizer
+
+    @property
+    def add_special_tokens(self) -> bool:
+        return False
+
+    @property
+    def max_length(self) -> int:
+        text_config = getattr(getattr(self.model, "config", None), "text_config", None)
+        return int(getattr(text_config, "max_position_embeddings", 32768))
+
+    @cached(SamplingMethod.GENERATIVE)
+    def greedy_until(self, docs: list[Doc]) -> list[ModelResponse]:
+        """One response per doc, with one text per trial (``specific["trials"]``), always a list."""
+        requests = self.requests(docs)
+        generations: dict[tuple[int, int], Generation] = {}
+        for batch in self._batches(requests):
+            prepared = [self._with_visual(docs[r.doc_index], r) for r in batch]
+            budget = self._max_new_tokens(docs[batch[0].doc_index])
+            for request, generation in zip(prepared, self._generate(prepared, budget), strict=True):
+                generations[request.doc_index, request.trial] = generation
+        responses = []
+        for i, doc in enumerate(docs):
+            outs = [generations[i, t] for t in range(_trials(doc))]
+            responses.append(
+                ModelResponse(
+                    input=outs[0].input_text,
+                    input_tokens=outs[0].input_tokens,
+                    text=[g.text for g in outs],
+                    output_tokens=[g.output_tokens for g in outs],
+                )
+            )
+        return responses
+
+    def loglikelihood(self, docs: list[Doc]) -> list[ModelResponse]:
+        raise NotImplementedError("VideoKR-Eval is generative; log-likelihood tasks are not supported")
+
+    def loglikelihood_rolling(self, docs: list[Doc]) -> list[ModelResponse]:
+        raise NotImplementedError("VideoKR-Eval is generative; perplexity tasks are not supported")
+
+    # ----------------------------------------------------------------------------------- requests
+
+    def requests(self, docs: Sequence[Doc]) -> list[GenerationRequest]:
+        """One request per (doc, trial), visual not yet decoded."""
+        out = []
+        for i, doc in enumerate(docs):
+            item = doc.specific or {}
+            probe = self.config.probe or item.get("probe", "video")
+            for trial in range(_trials(doc)):
+                visual = Visual(probe)
+                out.append(GenerationRequest(i, trial, str(item.get("id", doc.id)), doc.query, visual))
+        return out
+
+    def _batches(self, requests: list[GenerationRequest]) -> list[list[GenerationRequest]]:
+        """Batches of one probe mode (a processor call takes one kind of visual) and one token budget."""
+        groups: dict[Probe, list[GenerationRequest]] = defaultdict(list)
+        for request in requests:
+            groups[request.visual.kind].append(request)
+        size = self.config.batch_size
+        return [group[i : i + size] for group in groups.values() for i in range(0, len(group), size)]
+
+    def _with_visual(self, doc: Doc, request: GenerationRequest) -> GenerationRequest:
+        path = (doc.specific or {}).get("video")
+        visual = self.visuals.load(path, request.visual.kind, item_id=request.item_id, trial=request.trial)
+        return GenerationRequest(request.doc_index, request.trial, request.item_id, request.prompt, visual)
+
+    def _max_new_tokens(self, doc: Doc) -> int:
+        return int(self.config.generation_parameters.max_new_tokens or doc.generation_size or MAX_NEW_TOKENS)
+
+    # ----------------------------------------------------------------------------------- generation
+
+    def render(self, request: GenerationRequest) -> str:
+        """The chat text: a video (or image) part where the official ``<video>`` stands, then the prompt."""
+        kind = request.visual.kind
+        messages = build_messages(
+            request.prompt,
+            video={"type": "video"} if kind == "video" else None,
+            image=True if kind == "single_frame" else None,
+            system_prompt=self.config.system_prompt,
+        )
+        for message in messages:  # the frames travel beside the text, not inside the messages
+            message["content"] = [
+                {k: v for k, v in p.items() if k in ("type", "text")} for p in message["content"]
+            ]
+        return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def _generate(self, batch: list[GenerationRequest], max_new_tokens: int) -> list[Generation]:
+        import torch
+
+        texts = [self.render(r) for r in batch]
+        kwargs: dict[str, Any] = {}
+        kind = batch[0].visual.kind
+        if kind == "video":
+            kwargs["videos"] = [r.visual.frames for r in batch]
+            kwargs["video_metadata"] = [_fresh(r.visual.metadata) for r in batch]
+            kwargs["do_sample_frames"] = False
+        elif kind == "single_frame":
+            kwargs["images"] = [r.visual.frames[0] for r in batch]
+        inputs = self.processor(
+            text=texts, padding=True, padding_side="left", do_resize=False, return_tensors="pt", **kwargs
+        ).to(self.model.device)
+        params = self.config.generation_parameters
+        sample = params.temperature > 0
+        options = {
+            "max_new_tokens": max_new_tokens,
+            "do_sample": sample,
+            **({"temperature": params.temperature} if sample else {}),
+            **{k: getattr(params, k) for k in ("top_p", "top_k", "repetition_penalty") if getattr(params, k)},
+        }
+        torch.manual_seed(self.config.seed)
+        with torch.no_grad():
+            out = self.model.generate(**inputs, **options)
+        width = inputs["input_ids"].shape[1]
+        new = out[:, width:]
+        answers = self.processor.batch_decode(new, skip_special_tokens=True)
+        pad = self.tokenizer.pad_token_id
+        result = []
+        for row, text in enumerate(answers):
+            prompt_ids = inputs["input_ids"][row][inputs["attention_mask"][row].bool()].tolist()
+            new_ids = [t for t in new[row].tolist() if t != pad]
+            result.append(Generation(text, prompt_ids, new_ids, texts[row]))
+        return result
+
+
+def _cache_config(config: VideoModelConfig) -> VideoModelConfig:
+    """The config lighteval's cache is keyed on, with a model name safe to use as a folder name.
+
+    lighteval joins ``cache_dir / model_name``: an absolute local model path would replace the cache
+    folder and put the cache inside the model's own folder. The path is kept, flattened, so the cache
+    still tells models apart; every other field (frames, probe, generation) still enters the hash.
+    """
+    safe = config.model_name.strip("/").replace("/", "__") or "model"
+    return config.model_copy(update={"model_name": safe})
+
+
+def _trials(doc: Doc) -> int:
+    return int((doc.specific or {}).get("trials", 1))
+
+
+def _fresh(metadata: Any) -> Any:
+    """A copy per processor call: the Qwen processors write into the metadata they are given."""
+    import copy
+
+    return copy.deepcopy(metadata)

@@ -1,0 +1,186 @@
+"""``videokr eval``: the lighteval pipeline for VideoKR-Eval in one call.
+
+It does what the plain ``lighteval custom … --custom-tasks eval/videokr_tasks.py`` line does, plus the
+things that line cannot: it works offline (see `videokr.evaluation.compat`), takes the model settings
+as options rather than packed into a model name, points the tasks at any dataset folder or repo, sets
+up the judge, and prints a short summary (accuracy with its 95 % interval per task) instead of
+lighteval's full metric table (which it still writes to the results file).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from videokr.evaluation.compat import ensure_registry_importable, import_pipeline
+from videokr.evaluation.judge import JudgeSettings, configure_judge
+
+__all__ = ["DEFAULT_TASKS", "EvalRun", "eval_command", "format_summary", "run_eval"]
+
+DEFAULT_TASKS: tuple[str, ...] = ("videokr_eval", "videokr_eval_single_frame", "videokr_eval_text_only")
+
+
+class EvalRun:
+    """What a run produced: lighteval's final dict and where the results (and details) were written."""
+
+    def __init__(self, results: dict[str, Any], results_file: Path | None, output_dir: Path) -> None:
+        self.results = results
+        self.results_file = results_file
+        self.output_dir = output_dir
+
+    def task_metrics(self) -> dict[str, dict[str, float]]:
+        """Metrics per task, keyed by task name without the few-shot suffix."""
+        out = {}
+        for key, metrics in self.results["results"].items():
+            if key != "all":
+                out[key.replace(":", "|").split("|")[0]] = metrics
+        return out
+
+
+def _task_spec(names: Sequence[str]) -> str:
+    return ",".join(name if "|" in name else f"{name}|0" for name in names)
+
+
+def run_eval(
+    model: Any,
+    tasks: Sequence[str] = DEFAULT_TASKS,
+    *,
+    dataset: str | None = None,
+    output_dir: str | Path = "results",
+    max_samples: int | None = None,
+    save_details: bool = True,
+    judge: JudgeSettings | None = None,
+) -> EvalRun:
+    """Evaluate ``model`` (a `VideoModelConfig`, or an already built lighteval model) on ``tasks``.
+
+    ``dataset`` overrides ``$VIDEOKR_EVAL_DATASET`` for this run. ``judge`` None means no judge (the
+    ``VIDEOKR_JUDGE_*`` environment variables are not consulted here: one call, one explicit setting).
+    """
+    ensure_registry_importable()
+    lighteval_pipeline = import_pipeline()
+    from lighteval.logging.evaluation_tracker import EvaluationTracker
+    from lighteval.models.abstract_model import LightevalModel
+
+    from videokr.evaluation.model import VideoLightevalModel
+    from videokr.evaluation.tasks import build_tasks
+
+    configure_judge(judge)
+    module = ModuleType("videokr_eval_tasks")
+    module.TASKS_TABLE = build_tasks(dataset)
+    if not isinstance(model, LightevalModel):
+        model = VideoLightevalModel(model)
+    output = Path(output_dir)
+    tracker = EvaluationTracker(output_dir=str(output), save_details=save_details)
+    params = lighteval_pipeline.PipelineParameters(
+        launcher_type=lighteval_pipeline.ParallelismManager.CUSTOM,
+        custom_tasks_directory=module,
+        max_samples=max_samples,
+    )
+    pipeline = lighteval_pipeline.Pipeline(
+        tasks=_task_spec(tasks), pipeline_parameters=params, evaluation_tracker=tracker, model=model
+    )
+    before = set(output.rglob("results_*.json"))
+    pipeline.evaluate()
+    pipeline.save_and_push_results()
+    written = sorted(set(output.rglob("results_*.json")) - before)
+    return EvalRun(pipeline.get_results(), written[-1] if written else None, output)
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}"
+
+
+def format_summary(run: EvalRun) -> str:
+    """A few lines per task: accuracy with its interval, then the lines a reader must not miss."""
+    lines = []
+    for task, m in sorted(run.task_metrics().items()):
+        covered = "all items" if m.get("judged") else "multiple-choice items (no judge)"
+        lines.append(
+            f"{task}: acc {_fmt(m.get('acc'))} [{_fmt(m.get('acc_ci_low'))}, {_fmt(m.get('acc_ci_high'))}] "
+            f"over {int(m.get('acc_n', 0))} {covered}"
+        )
+        if m.get("open_rouge_n"):
+            lines.append(
+                f"  open-ended: ROUGE {_fmt(m.get('open_rouge'))} over {int(m['open_rouge_n'])} items"
+                + (f", judged acc {_fmt(m.get('open_acc'))}" if "open_acc" in m else " (not in acc)")
+            )
+        if "answerable_rate" in m:
+            lines.append(f"  single-frame answerable (right in every trial): {_fmt(m['answerable_rate'])}")
+        if m.get("judge_failures"):
+            lines.append(f"  judge failures (counted wrong): {int(m['judge_failures'])}")
+        by_source = {k.split("=", 1)[1]: v for k, v in m.items() if _is_group(k, "dataset")}
+        if by_source:
+            lines.append("  by source: " + ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(by_source.items())))
+    return "\n".join(lines)
+
+
+def _is_group(key: str, label: str) -> bool:
+    return key.startswith(f"acc:{label}=") and not key.endswith(("_ci_low", "_ci_high", "_n", "_stderr"))
+
+
+def eval_command(
+    model: str,
+    *,
+    tasks: Sequence[str] = DEFAULT_TASKS,
+    dataset: str | None = None,
+    output_dir: str | Path = "results",
+    fps: float = 2.0,
+    max_frames: int = 128,
+    num_frames: int | None = None,
+    max_pixels: int | None = None,
+    batch_size: int = 1,
+    probe: str | None = None,
+    temperature: float | None = None,
+    max_new_tokens: int | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    max_samples: int | None = None,
+    judge_url: str | None = None,
+    judge_model: str | None = None,
+    judge_mc: bool = False,
+    judge_api_key: str | None = None,
+    cache_dir: str | Path | None = None,
+) -> int:
+    """``videokr eval MODEL [--tasks …]``: run, print the summary and where the files are; exit code."""
+    from videokr.evaluation.model import PAPER_GENERATION, VideoModelConfig
+
+    generation: dict[str, Any] = dict(PAPER_GENERATION)
+    if temperature is not None:
+        generation["temperature"] = temperature
+    if max_new_tokens is not None:
+        generation["max_new_tokens"] = max_new_tokens
+    fields: dict[str, Any] = {
+        "model_name": model,
+        "fps": fps,
+        "max_frames": max_frames,
+        "num_frames": num_frames,
+        "batch_size": batch_size,
+        "probe": probe,
+        "device": device,
+        "dtype": dtype,
+        "generation_parameters": generation,
+    }
+    if max_pixels is not None:
+        fields["max_pixels"] = max_pixels
+    if cache_dir is not None:
+        fields["cache_dir"] = str(cache_dir)
+    judge = (
+        JudgeSettings(base_url=judge_url, model=judge_model, api_key=judge_api_key, judge_mc=judge_mc)
+        if judge_url
+        else None
+    )
+    run = run_eval(
+        VideoModelConfig(**fields),
+        tasks,
+        dataset=dataset,
+        output_dir=output_dir,
+        max_samples=max_samples,
+        judge=judge,
+    )
+    print(format_summary(run))
+    if run.results_file is not None:
+        print(f"results: {run.results_file}")
+    return 0
