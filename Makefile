@@ -1,4 +1,4 @@
-# One environment for everything: `make sample` (the main job for now) and `make test`.
+# One environment for everything: `make demo` (the main job) and `make test`.
 # Both set up the machine first: system FFmpeg through apt, then a virtualenv with the pinned stack.
 
 PYTHON ?= python3
@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= out
 
-.PHONY: setup sample test lint clean
+.PHONY: setup demo sample test lint clean
 
 setup: $(STAMP)
 
@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml constraints.txt scripts/system-deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/videokr demo --out $(OUT)/demo
 
 sample: $(STAMP)
 	$(BIN)/videokr sample $(OUT)/sample

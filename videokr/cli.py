@@ -22,6 +22,12 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from videokr.demo import demo_command
+
+    return demo_command(args.out, small=args.small)
+
+
 def _tiny_model(args: argparse.Namespace) -> int:
     from videokr.models.tiny import tiny_model_command
 
@@ -84,6 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(handler=handler)
         return sub
+
+    demo = add(
+        "demo",
+        _demo,
+        "Run the whole chain offline on CPU: sample corpus, tiny model, the three datasets, SFT, GRPO, "
+        "evaluation with probes, leaderboard.",
+    )
+    demo.add_argument(
+        "--out", type=Path, default=Path("videokr-demo"), help="output folder (re-running resumes)"
+    )
+    demo.add_argument("--small", action="store_true", help="fewer training steps and eval items (fastest)")
 
     sample = add(
         "sample",
