@@ -32,6 +32,7 @@ from typing import Any
 import datasets
 import pyarrow.parquet as pq
 
+from videokr.atomic import write_text_atomic
 from videokr.errors import VideoKRError
 
 CROISSANT_1_1 = "http://mlcommons.org/croissant/1.1"
@@ -231,11 +232,8 @@ def write_croissant(
         splits=splits,
         date_published=date_published,
     )
-    path = repo_dir / "croissant.json"
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    text = json.dumps(metadata, indent=2, ensure_ascii=False) + "\n"
+    return write_text_atomic(repo_dir / "croissant.json", text)
 
 
 def validate_croissant(path: Path, *, records: int = 3) -> list[str]:

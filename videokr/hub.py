@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from videokr.atomic import atomic_path, write_text_atomic
 from videokr.errors import VideoKRError
 from videokr.records import Kind, Record, read_records
 from videokr.release import ClipRef, ClipStore, find_release_file
@@ -173,10 +174,7 @@ class _Manifest:
     def flush(self, **extra: Any) -> None:
         self.data.update(extra)
         self.data["clips"] = self.clips
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".partial")
-        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
-        tmp.replace(self.path)
+        write_text_atomic(self.path, json.dumps(self.data, indent=1, sort_keys=True))
 
 
 def load_clip_hashes(built: Path) -> dict[str, str]:
@@ -405,10 +403,8 @@ def _write_metadata(split_dir: Path, rows: list[dict[str, Any]], kind: Kind) -> 
     table = pa.Table.from_pylist(
         [{c: row.get(c) for c in columns} for row in rows], schema=schema_features.arrow_schema
     )
-    split_dir.mkdir(parents=True, exist_ok=True)
-    tmp = split_dir / "metadata.parquet.partial"
-    pq.write_table(table, tmp)
-    tmp.replace(split_dir / "metadata.parquet")
+    with atomic_path(split_dir / "metadata.parquet") as tmp:
+        pq.write_table(table, tmp)
 
 
 def _remove_stale_clips(split_dir: Path, keep: set[str]) -> None:

@@ -14,7 +14,7 @@ import dataclasses
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -208,7 +208,7 @@ def normalize_options(value: Any) -> list[str]:
         letters = "".join(k for k, _ in items)
         if letters != LETTERS[: len(items)]:
             raise ValueError(f"option keys must be consecutive letters from A, got {list(value)}")
-        options = [_option_body(v) for _, v in items]
+        options = [str(v).strip() for _, v in items]
     elif isinstance(value, str):
         options = _strip_letter_prefixes([line for line in value.splitlines() if line.strip()])
     elif isinstance(value, list | tuple):
@@ -220,10 +220,6 @@ def normalize_options(value: Any) -> list[str]:
     if any(not o for o in options):
         raise ValueError("an option is empty")
     return options
-
-
-def _option_body(value: Any) -> str:
-    return str(value).strip()
 
 
 def _strip_letter_prefixes(options: list[str]) -> list[str]:
@@ -444,15 +440,6 @@ def _parse_json_line(text: str, path: Path, number: int) -> Any:
         raise RecordError(
             f"malformed JSON: {exc.msg} at column {exc.colno}", file=str(path), line=number
         ) from None
-
-
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed value) for each non-blank line; a malformed line raises naming file and line."""
-    path = Path(path)
-    with path.open(encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
-            if text.strip():
-                yield number, _parse_json_line(text, path, number)
 
 
 def read_records(path: str | Path, kind: Kind, *, strict: bool = False) -> ParseReport:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from videokr.atomic import atomic_path
 from videokr.errors import VideoKRError
 
 RELEASE_FILES = {
@@ -128,14 +129,11 @@ class ClipRef:
 
     def copy_to(self, destination: Path) -> str:
         """Copy the clip to `destination` atomically; returns its sha256 (computed while copying)."""
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        tmp = destination.with_name(destination.name + ".partial")
         digest = hashlib.sha256()
-        with self.open() as src, tmp.open("wb") as dst:
+        with atomic_path(destination) as tmp, self.open() as src, tmp.open("wb") as dst:
             while chunk := src.read(_COPY_CHUNK):
                 digest.update(chunk)
                 dst.write(chunk)
-        tmp.replace(destination)
         return digest.hexdigest()
 
 

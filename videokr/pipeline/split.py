@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from videokr.atomic import atomic_path
 from videokr.pipeline.common import read_jsonl, write_jsonl
 from videokr.prompts import format_options
 from videokr.records import Record, parse_row
@@ -77,14 +78,11 @@ def _place(src: Path, dest: Path) -> None:
     """Hard-link when possible (no second copy of 145K clips), else copy; skip when already there."""
     if dest.exists() and dest.stat().st_size == src.stat().st_size:
         return
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".partial")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    tmp.replace(dest)
+    with atomic_path(dest) as tmp:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
 
 
 def _clip_names(paths: Iterable[str]) -> dict[str, str]:

@@ -14,6 +14,8 @@ import tarfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from videokr.atomic import write_bytes_atomic
+
 # 2026-01-01T00:00:00Z: a fixed, plausible modification time for every member.
 FIXED_MTIME = 1_767_225_600
 
@@ -51,13 +53,6 @@ def part_suffixes(count: int) -> list[str]:
     return [letters[i // 26] + letters[i % 26] for i in range(count)]
 
 
-def write_atomically(path: Path, data: bytes) -> Path:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return path
-
-
 def write_archive(path: Path, data: bytes, *, parts: int = 1) -> list[Path]:
     """Write ``data`` as ``path`` or, with ``parts`` > 1, as ``path.part.aa`` … of near-equal size.
 
@@ -66,9 +61,9 @@ def write_archive(path: Path, data: bytes, *, parts: int = 1) -> list[Path]:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     if parts <= 1:
-        return [write_atomically(path, data)]
+        return [write_bytes_atomic(path, data)]
     chunk = math.ceil(len(data) / parts)
     return [
-        write_atomically(path.with_name(f"{path.name}.part.{suffix}"), data[i * chunk : (i + 1) * chunk])
+        write_bytes_atomic(path.with_name(f"{path.name}.part.{suffix}"), data[i * chunk : (i + 1) * chunk])
         for i, suffix in enumerate(part_suffixes(parts))
     ]

@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from videokr.atomic import write_bytes_atomic
 from videokr.records import MULTIPLE_CHOICE, OPEN_ENDED
 from videokr.release import RELEASE_FILES
-from videokr.sample.archive import tar_bytes, write_archive, write_atomically
+from videokr.sample.archive import tar_bytes, write_archive
 from videokr.sample.encode import write_clip
 from videokr.sample.families import FAMILIES
 from videokr.sample.options import choose_options, letter_map, lettered
@@ -324,7 +325,7 @@ def generate_sample_corpus(out_dir: Path, *, seed: int = 0, progress: bool = Fal
         else:
             target = eval_root / clip.path.removeprefix("./")
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_atomically(target, data[clip.name])
+            write_bytes_atomic(target, data[clip.name])
     written: list[Path] = []
     last = max(archives)
     for stem in sorted(archives):
@@ -332,7 +333,7 @@ def generate_sample_corpus(out_dir: Path, *, seed: int = 0, progress: bool = Fal
         written += write_archive(path, tar_bytes(archives[stem]), parts=SPLIT_PARTS if stem == last else 1)
     files = {kind: (eval_root if kind == "eval" else train_root) / RELEASE_FILES[kind] for kind in KINDS}
     for kind in KINDS:
-        write_atomically(files[kind], _jsonl(rows[kind]))
+        write_bytes_atomic(files[kind], _jsonl(rows[kind]))
 
     return SampleCorpus(
         root=out_dir,

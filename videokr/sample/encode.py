@@ -18,6 +18,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from videokr.atomic import atomic_path
+
 
 def write_clip(
     path: str | Path,
@@ -33,10 +35,8 @@ def write_clip(
     half-written clip that looks finished.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
     rate = Fraction(fps).limit_denominator(1001)
-    with av.open(str(tmp), mode="w", format="mp4") as container:
+    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
         stream = None
         for frame in frames:
             if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
@@ -57,5 +57,4 @@ def write_clip(
             raise ValueError(f"{path}: no frames to write")
         for packet in stream.encode():
             container.mux(packet)
-    tmp.replace(path)
     return path
