@@ -57,7 +57,12 @@ def dataset(rl_folder: Path) -> Any:
 
 
 def make_trainer(
-    model_dir: Path, dataset: Any, out: Path, reward_funcs: Any, **overrides: Any
+    model_dir: Path,
+    dataset: Any,
+    out: Path,
+    reward_funcs: Any,
+    rollout_engine: str = "videokr",
+    **overrides: Any,
 ) -> VideoGRPOTrainer:
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -70,6 +75,7 @@ def make_trainer(
         train_dataset=dataset,
         processing_class=processor,
         sampling=SAMPLING,
+        rollout_engine=rollout_engine,
     )
 
 
@@ -129,11 +135,17 @@ def record_forwards(model: Any, log: list[dict[str, Any]]) -> list[Any]:
     ]
 
 
-@pytest.mark.parametrize("frozen", [False, True], ids=["vision-trained", "vision-frozen"])
+@pytest.mark.parametrize(
+    ("frozen", "engine"),
+    [(False, "videokr"), (True, "videokr"), (False, "generate")],
+    ids=["vision-trained", "vision-frozen", "transformers-generate"],
+)
 def test_video_reaches_generation_and_every_logprob_pass(
-    tiny_dirs: dict[str, Path], dataset: Any, tmp_path: Path, frozen: bool
+    tiny_dirs: dict[str, Path], dataset: Any, tmp_path: Path, frozen: bool, engine: str
 ) -> None:
-    trainer = make_trainer(tiny_dirs["qwen2_5_vl"], dataset, tmp_path, [length_reward])
+    trainer = make_trainer(
+        tiny_dirs["qwen2_5_vl"], dataset, tmp_path, [length_reward], rollout_engine=engine
+    )
     policy, reference = trainer.model, trainer.ref_model
     if frozen:
         freeze_vision(policy)  # before train() builds the optimizer, as in the script
@@ -161,8 +173,10 @@ def test_video_reaches_generation_and_every_logprob_pass(
     batch = PROMPTS * GENERATIONS  # sequences per rollout
     chunk = trainer.args.per_device_train_batch_size
     visual_calls = [(e["rows"], e["grad"]) for e in policy_log if e["where"] == "visual"]
-    # generate (prefill, whole rollout) → old policy (per chunk) → loss (per optimizer step, with grad)
-    assert visual_calls == [(batch * rows, False)] + [(chunk * rows, False)] * 2 + [(chunk * rows, True)] * 2
+    # rollout prefill → old policy (per chunk) → loss (per optimizer step, with grad). Our engine encodes
+    # each group's clip once; transformers' generate encodes it for every completion.
+    prefill = PROMPTS * rows if engine == "videokr" else batch * rows
+    assert visual_calls == [(prefill, False)] + [(chunk * rows, False)] * 2 + [(chunk * rows, True)] * 2
     reference_calls = [(e["rows"], e["grad"]) for e in reference_log if e["where"] == "visual"]
     assert reference_calls == [(chunk * rows, False)] * 2
 

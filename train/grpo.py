@@ -56,6 +56,8 @@ def main(video_args: VideoArguments, training_args: GRPOConfig, model_args: Mode
         processing_class=processor,
         peft_config=get_peft_config(model_args),
         sampling=video_args.sampling(),
+        rollout_engine=video_args.rollout_engine,
+        rollout=video_args.rollout(),
     )
     trainer.train()
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from videokr.training.clips import PAPER_MAX_PIXELS, FrameSampling
+from videokr.training.rollout import RolloutOptions
 
 
 @dataclass
@@ -51,6 +52,40 @@ class VideoArguments:
         default=None,
         metadata={"help": "Stop when more clips than this fail to decode (SFT; default: never)."},
     )
+
+    rollout_engine: Literal["videokr", "generate"] = field(
+        default="videokr",
+        metadata={
+            "help": "GRPO rollouts: videokr (each prompt prefilled once, static KV cache, compiled decoding) "
+            "or generate (transformers' model.generate, as TRL runs it)."
+        },
+    )
+    rollout_cache: Literal["static", "dynamic"] = field(
+        default="static", metadata={"help": "KV cache of the videokr rollout engine."}
+    )
+    rollout_compile: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Compile the decode step (torch.compile, CUDA graphs). Default: on for CUDA unless the "
+            "weights are sharded (DeepSpeed ZeRO-3, FSDP)."
+        },
+    )
+    rollout_max_batch: int | None = field(
+        default=None,
+        metadata={"help": "At most this many sequences decoded together (KV-cache memory). Default: all."},
+    )
+    rollout_prefill_batch: int = field(
+        default=4, metadata={"help": "Distinct prompts per prefill forward (vision-tower memory)."}
+    )
+
+    def rollout(self) -> RolloutOptions:
+        """The rollout engine options these arguments describe."""
+        return RolloutOptions(
+            cache=self.rollout_cache,
+            compile=self.rollout_compile,
+            max_batch=self.rollout_max_batch,
+            prefill_batch=self.rollout_prefill_batch,
+        )
 
     def sampling(self) -> FrameSampling:
         """The frame sampling these arguments describe."""

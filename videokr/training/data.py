@@ -8,6 +8,7 @@ bytes) and the collator decides how to sample it, instead of ``datasets`` openin
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,8 @@ from videokr.records import SKILLS
 
 if TYPE_CHECKING:
     import datasets
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["grpo_prompt", "load_video_dataset", "to_grpo_rows", "to_sft_rows"]
 
@@ -39,14 +42,54 @@ def load_video_dataset(
     if unknown:
         raise ValueError(f"unknown skills {unknown}; choose from {', '.join(SKILLS)}")
     path = os.path.expanduser(source)
-    dataset = datasets.load_dataset(path if os.path.isdir(path) else source, split=split)
-    dataset = dataset.cast_column("video", datasets.Video(decode=False))
+    if os.path.isdir(path):
+        dataset = _load_local_folder(path, split)
+    else:
+        dataset = datasets.load_dataset(source, split=split)
+        dataset = dataset.cast_column("video", datasets.Video(decode=False))
     if skills:
         wanted = set(skills)
         dataset = dataset.filter(lambda skill: skill in wanted, input_columns="skill")
     if max_samples is not None:
         dataset = dataset.select(range(min(max_samples, len(dataset))))
     return dataset
+
+
+def _load_local_folder(folder: str, split: str) -> datasets.Dataset:
+    """Load a built folder, and make sure its clip paths point into *this* folder.
+
+    ``datasets`` caches a prepared local folder by the content of its files, and the prepared rows hold
+    absolute clip paths. A folder rebuilt elsewhere with identical bytes (or moved after a first load)
+    therefore comes back with the paths of the first copy, which may no longer exist. Such a cache entry
+    is detected and prepared again from this folder.
+    """
+    import datasets
+
+    root = os.path.realpath(folder)
+    dataset = datasets.load_dataset(folder, split=split).cast_column("video", datasets.Video(decode=False))
+    stale = _first_path_outside(dataset, root)
+    if stale is not None:
+        logger.warning(
+            "the datasets cache holds %s with clip paths of another copy (%s); preparing it again",
+            folder,
+            stale,
+        )
+        dataset = datasets.load_dataset(folder, split=split, download_mode="force_redownload")
+        dataset = dataset.cast_column("video", datasets.Video(decode=False))
+        stale = _first_path_outside(dataset, root)
+        if stale is not None:
+            raise RuntimeError(
+                f"{folder}: clip path {stale} is outside the folder even after preparing it again"
+            )
+    return dataset
+
+
+def _first_path_outside(dataset: datasets.Dataset, root: str) -> str | None:
+    for video in dataset["video"]:
+        path = (video or {}).get("path")
+        if path and not os.path.realpath(path).startswith(root + os.sep):
+            return path
+    return None
 
 
 def to_sft_rows(dataset: datasets.Dataset, *, direct: bool = False) -> datasets.Dataset:

@@ -34,83 +34,44 @@ contribute the same number of rows to the reward gather. Check clips when buildi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from trl import GRPOTrainer
+from trl.extras.profiling import profiling_context
+from trl.models import unwrap_model_for_generation
 
-from videokr.errors import VideoDecodeError
-from videokr.training.clips import Clip, ClipLoader, FrameSampling, video_source
-from videokr.training.encoding import process, render
+from videokr.training.batch import EncodedPrompts, VideoBatch, encode_prompts
+from videokr.training.clips import ClipLoader, FrameSampling
+from videokr.training.rollout import Rollout, RolloutOptions, SamplingSettings, VideoRolloutEngine
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["VideoBatch", "VideoGRPOTrainer"]
 
 
-@dataclass
-class VideoBatch:
-    """The video tensors of a batch, kept per sample so any slice of samples can be cut out of them."""
-
-    pixel_values: list[torch.Tensor]  # one (patches, dim) tensor per sample
-    grid_thw: torch.Tensor  # (B, 3)
-    second_per_grid_ts: torch.Tensor | None  # (B,), Qwen2.5-VL only
-
-    def __len__(self) -> int:
-        return len(self.pixel_values)
-
-    def model_inputs(self, start: int = 0, end: int | None = None) -> dict[str, torch.Tensor]:
-        """Forward kwargs for samples ``start:end``."""
-        end = len(self) if end is None else end
-        inputs = {
-            "pixel_values_videos": torch.cat(self.pixel_values[start:end], dim=0),
-            "video_grid_thw": self.grid_thw[start:end],
-        }
-        if self.second_per_grid_ts is not None:
-            inputs["second_per_grid_ts"] = self.second_per_grid_ts[start:end]
-        return inputs
-
-    def to_batch(self) -> dict[str, Any]:
-        """Entries for TRL's batch dict: lists and tensors with one entry per sample, which TRL's
-        `shuffle_sequence_dict` and `split_tensor_dict` permute and slice together with the completions."""
-        batch: dict[str, Any] = {
-            "pixel_values_videos": list(self.pixel_values),
-            "video_grid_thw": self.grid_thw,
-        }
-        if self.second_per_grid_ts is not None:
-            batch["second_per_grid_ts"] = self.second_per_grid_ts
-        return batch
-
-    @classmethod
-    def from_batch(cls, batch: dict[str, Any]) -> VideoBatch | None:
-        """The inverse of `to_batch` (None when the batch carries no video)."""
-        if "pixel_values_videos" not in batch:
-            return None
-        return cls(
-            list(batch["pixel_values_videos"]), batch["video_grid_thw"], batch.get("second_per_grid_ts")
-        )
-
-
-@dataclass
-class EncodedPrompts:
-    """Prompt token ids (unpadded) with their per-token modality ids, and the video tensors, per sample."""
-
-    prompt_ids: list[list[int]]
-    mm_token_type_ids: list[list[int]]
-    video: VideoBatch
-
-
 class VideoGRPOTrainer(GRPOTrainer):
     """GRPOTrainer for rows with a ``video`` column (path or ``{"path", "bytes"}``) and a chat ``prompt``
     whose user turn has a ``{"type": "video"}`` part; see the module docstring for what is overridden."""
 
-    def __init__(self, *args: Any, sampling: FrameSampling | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        sampling: FrameSampling | None = None,
+        rollout_engine: Literal["videokr", "generate"] = "videokr",
+        rollout: RolloutOptions | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         if self.use_vllm or self.tools or self.rollout_func is not None:
             raise NotImplementedError("VideoGRPOTrainer supports transformers generation without tools only")
+        if self.use_transformers_continuous_batching:
+            raise NotImplementedError("transformers continuous batching does not take video inputs")
+        if rollout_engine not in ("videokr", "generate"):
+            raise ValueError(f"rollout_engine must be 'videokr' or 'generate', not {rollout_engine!r}")
         self.clip_loader = ClipLoader(self.processing_class, sampling)
         self._video_context: VideoBatch | None = None
         self._pending_prompts: EncodedPrompts | None = None
@@ -118,6 +79,18 @@ class VideoGRPOTrainer(GRPOTrainer):
         suppress = sorted(set(self.generation_kwargs.get("suppress_tokens") or []) | placeholders)
         self.generation_kwargs["suppress_tokens"] = suppress
         self.generation_config.suppress_tokens = suppress
+        self.rollout_engine: VideoRolloutEngine | None = None
+        if rollout_engine == "videokr":
+            options = rollout or RolloutOptions()
+            if options.compile is None and self._weights_sharded():
+                # Gathered weights get new addresses every rollout: a captured graph would not hold.
+                options = dataclasses.replace(options, compile=False)
+            settings = SamplingSettings.from_generation_kwargs(self.generation_kwargs)
+            self.rollout_engine = VideoRolloutEngine(settings, options)
+
+    def _weights_sharded(self) -> bool:
+        deepspeed = getattr(self.accelerator.state, "deepspeed_plugin", None)
+        return self.is_fsdp_enabled or (deepspeed is not None and deepspeed.zero_stage == 3)
 
     # ------------------------------------------------------------------------------------------ rollout
 
@@ -129,14 +102,51 @@ class VideoGRPOTrainer(GRPOTrainer):
                 output = super()._generate_and_score_completions(inputs)
         finally:
             self._pending_prompts = None
-        device = self.accelerator.device
-        video = VideoBatch(
-            [p.to(device) for p in encoded.video.pixel_values],
-            encoded.video.grid_thw.to(device),
-            None if encoded.video.second_per_grid_ts is None else encoded.video.second_per_grid_ts.to(device),
-        )
-        output.update(video.to_batch())
+        output.update(encoded.video.to(self.accelerator.device).to_batch())
         return output
+
+    def _generate_single_turn(
+        self,
+        prompt_ids: list[list[int]],
+        images: Any,
+        multimodal_fields: dict[str, Any],
+        num_generations: int,
+        has_tool_images: bool = False,
+    ) -> tuple[list[list[int]], list[list[float]] | None]:
+        """The rollout: our engine (each prompt prefilled once, static cache, compiled decoding) unless
+        ``rollout_engine="generate"``, which keeps TRL's ``model.generate`` path."""
+        encoded = self._pending_prompts
+        if self.rollout_engine is None or encoded is None:
+            return super()._generate_single_turn(
+                prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+            )
+        if prompt_ids != encoded.prompt_ids:
+            raise RuntimeError("TRL's prompt ids differ from the encoded video prompts")
+        with (
+            profiling_context(self, "videokr.rollout"),
+            unwrap_model_for_generation(
+                self.model_wrapped,
+                self.accelerator,
+                gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+                generation_kwargs=self.generation_kwargs,
+                gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
+            ) as unwrapped_model,
+            torch.no_grad(),
+            self._dist.summon_full_params(self.model_wrapped, recurse=False),
+        ):
+            rollout = self.rollout_engine.generate(unwrapped_model, encoded)
+        self._log_rollout(rollout)
+        return rollout.completion_ids, rollout.logprobs
+
+    def _log_rollout(self, rollout: Rollout) -> None:
+        """Rollout speed in the training logs: new tokens per second, and where the time went."""
+        mode = "train" if self.model.training else "eval"
+        seconds = rollout.prefill_s + rollout.decode_s
+        metrics = self._metrics[mode]
+        metrics["rollout/new_tokens_per_s"].append(rollout.new_tokens / seconds if seconds else 0.0)
+        metrics["rollout/prefill_s"].append(rollout.prefill_s)
+        metrics["rollout/decode_s"].append(rollout.decode_s)
+        metrics["rollout/prompts_prefilled"].append(float(rollout.prompts_prefilled))
 
     def _tokenize_prompts(self, prompts: list) -> tuple[list[list[int]], None, dict[str, Any]]:
         encoded = self._pending_prompts
@@ -148,43 +158,7 @@ class VideoGRPOTrainer(GRPOTrainer):
         return encoded.prompt_ids, None, fields
 
     def _encode_prompts(self, rows: Sequence[dict[str, Any]]) -> EncodedPrompts:
-        """Decode each distinct clip and process each distinct (clip, prompt) once: the group's repeats,
-        and rows asking different questions about one clip, share the decoded frames."""
-        clips: dict[str, Clip] = {}
-        per_row: dict[tuple[str, str], tuple[list[int], list[int], dict[str, torch.Tensor]]] = {}
-        prompt_ids, mm_ids, pixels, grids, seconds = [], [], [], [], []
-        for row in rows:
-            path, data = video_source(row["video"])
-            # A clip on disk is shared by its path; an embedded one only within its row (names may repeat).
-            clip_key = path if path and data is None else f"row:{row['id']}"
-            text = render(self.processing_class, row["prompt"], generation_prompt=True)
-            if (clip_key, text) not in per_row:
-                if clip_key not in clips:
-                    clips[clip_key] = self._load_clip(row)
-                features = process(self.processing_class, [text], [clips[clip_key]], padding_side="left")
-                per_row[clip_key, text] = (
-                    features["input_ids"][0].tolist(),
-                    features["mm_token_type_ids"][0].tolist(),
-                    {k: v for k, v in features.items() if k not in ("input_ids", "attention_mask")},
-                )
-            ids, mm, features = per_row[clip_key, text]
-            prompt_ids.append(ids)
-            mm_ids.append(mm)
-            pixels.append(features["pixel_values_videos"])
-            grids.append(features["video_grid_thw"])
-            if "second_per_grid_ts" in features:
-                seconds.append(features["second_per_grid_ts"])
-        video = VideoBatch(pixels, torch.cat(grids), torch.cat(seconds) if seconds else None)
-        return EncodedPrompts(prompt_ids, mm_ids, video)
-
-    def _load_clip(self, row: dict[str, Any]) -> Clip:
-        try:
-            return self.clip_loader.load(row["video"])
-        except VideoDecodeError as error:
-            logger.error("video decode failed for row %s: clip %s: %s", row["id"], error.path, error.reason)
-            raise VideoDecodeError(
-                error.path, f"row {row['id']}: {error.reason}", backend=error.backend
-            ) from error
+        return encode_prompts(self.processing_class, self.clip_loader, rows)
 
     # ------------------------------------------------------------------------------------------ scoring
 

@@ -1,0 +1,161 @@
+"""Video tensors and encoded prompts of a GRPO batch, kept per sample so any slice of samples can be cut out.
+
+`VideoGRPOTrainer` builds them once per rollout; the rollout engine reads the *distinct* prompts (a GRPO
+group repeats one prompt ``num_generations`` times) and TRL's shuffle/split carry the per-sample tensors
+alongside the completions they belong to.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from videokr.errors import VideoDecodeError
+from videokr.training.clips import Clip, ClipLoader, video_source
+from videokr.training.encoding import process, render
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["EncodedPrompts", "VideoBatch", "encode_prompts"]
+
+
+@dataclass
+class VideoBatch:
+    """The video tensors of a batch, one entry per sample."""
+
+    pixel_values: list[torch.Tensor]  # one (patches, dim) tensor per sample
+    grid_thw: torch.Tensor  # (B, 3)
+    second_per_grid_ts: torch.Tensor | None  # (B,), Qwen2.5-VL only
+
+    def __len__(self) -> int:
+        return len(self.pixel_values)
+
+    def model_inputs(self, start: int = 0, end: int | None = None) -> dict[str, torch.Tensor]:
+        """Forward kwargs for samples ``start:end``."""
+        end = len(self) if end is None else end
+        inputs = {
+            "pixel_values_videos": torch.cat(self.pixel_values[start:end], dim=0),
+            "video_grid_thw": self.grid_thw[start:end],
+        }
+        if self.second_per_grid_ts is not None:
+            inputs["second_per_grid_ts"] = self.second_per_grid_ts[start:end]
+        return inputs
+
+    def select(self, indices: list[int]) -> VideoBatch:
+        """The samples at `indices`, in that order (tensors are shared, not copied)."""
+        index = torch.tensor(indices, dtype=torch.long)
+        seconds = self.second_per_grid_ts
+        return VideoBatch(
+            [self.pixel_values[i] for i in indices],
+            self.grid_thw[index.to(self.grid_thw.device)],
+            None if seconds is None else seconds[index.to(seconds.device)],
+        )
+
+    def to(self, device: torch.device | str) -> VideoBatch:
+        seconds = self.second_per_grid_ts
+        return VideoBatch(
+            [p.to(device) for p in self.pixel_values],
+            self.grid_thw.to(device),
+            None if seconds is None else seconds.to(device),
+        )
+
+    def to_batch(self) -> dict[str, Any]:
+        """Entries for TRL's batch dict: lists and tensors with one entry per sample, which TRL's
+        `shuffle_sequence_dict` and `split_tensor_dict` permute and slice together with the completions."""
+        batch: dict[str, Any] = {
+            "pixel_values_videos": list(self.pixel_values),
+            "video_grid_thw": self.grid_thw,
+        }
+        if self.second_per_grid_ts is not None:
+            batch["second_per_grid_ts"] = self.second_per_grid_ts
+        return batch
+
+    @classmethod
+    def from_batch(cls, batch: dict[str, Any]) -> VideoBatch | None:
+        """The inverse of `to_batch` (None when the batch carries no video)."""
+        if "pixel_values_videos" not in batch:
+            return None
+        return cls(
+            list(batch["pixel_values_videos"]), batch["video_grid_thw"], batch.get("second_per_grid_ts")
+        )
+
+
+@dataclass
+class EncodedPrompts:
+    """Prompt token ids (unpadded) with their per-token modality ids and video tensors, per sample.
+
+    ``distinct[i]`` is the index of the first sample whose clip and prompt text equal sample ``i``'s: the
+    samples of a GRPO group all point at one, so their prompt is prefilled (and their clip encoded) once.
+    """
+
+    prompt_ids: list[list[int]]
+    mm_token_type_ids: list[list[int]]
+    video: VideoBatch
+    distinct: list[int]
+
+    def __len__(self) -> int:
+        return len(self.prompt_ids)
+
+    def unique(self) -> tuple[EncodedPrompts, list[int]]:
+        """The distinct prompts, and for every sample the position of its prompt among them."""
+        firsts = sorted(set(self.distinct))
+        position = {first: n for n, first in enumerate(firsts)}
+        prompts = EncodedPrompts(
+            [self.prompt_ids[i] for i in firsts],
+            [self.mm_token_type_ids[i] for i in firsts],
+            self.video.select(firsts),
+            list(range(len(firsts))),
+        )
+        return prompts, [position[first] for first in self.distinct]
+
+
+def encode_prompts(processor: Any, loader: ClipLoader, rows: Sequence[dict[str, Any]]) -> EncodedPrompts:
+    """Decode each distinct clip and process each distinct (clip, prompt) once: a group's repeats, and
+    rows asking different questions about one clip, share the decoded frames.
+
+    Rows carry ``id``, ``video`` (path or ``{"path", "bytes"}``) and a chat ``prompt``. A clip that fails
+    to decode raises `VideoDecodeError` naming the row.
+    """
+    clips: dict[str, Clip] = {}
+    first: dict[tuple[str, str], int] = {}
+    features: list[dict[str, torch.Tensor]] = []
+    distinct: list[int] = []
+    for sample, row in enumerate(rows):
+        path, data = video_source(row["video"])
+        # A clip on disk is shared by its path; an embedded one only within its row (names may repeat).
+        clip_key = path if path and data is None else f"row:{row['id']}"
+        text = render(processor, row["prompt"], generation_prompt=True)
+        if (clip_key, text) not in first:
+            if clip_key not in clips:
+                clips[clip_key] = _load_clip(loader, row)
+            first[clip_key, text] = sample
+            processed = process(processor, [text], [clips[clip_key]], padding_side="left")
+        else:
+            processed = features[first[clip_key, text]]
+        features.append(processed)
+        distinct.append(first[clip_key, text])
+    seconds = [f["second_per_grid_ts"] for f in features if "second_per_grid_ts" in f]
+    video = VideoBatch(
+        [f["pixel_values_videos"] for f in features],
+        torch.cat([f["video_grid_thw"] for f in features]),
+        torch.cat(seconds) if seconds else None,
+    )
+    return EncodedPrompts(
+        [f["input_ids"][0].tolist() for f in features],
+        [f["mm_token_type_ids"][0].tolist() for f in features],
+        video,
+        distinct,
+    )
+
+
+def _load_clip(loader: ClipLoader, row: dict[str, Any]) -> Clip:
+    try:
+        return loader.load(row["video"])
+    except VideoDecodeError as error:
+        logger.error("video decode failed for row %s: clip %s: %s", row["id"], error.path, error.reason)
+        reason = f"row {row['id']}: {error.reason}"
+        raise VideoDecodeError(error.path, reason, backend=error.backend) from error
