@@ -143,9 +143,7 @@ def record_forwards(model: Any, log: list[dict[str, Any]]) -> list[Any]:
 def test_video_reaches_generation_and_every_logprob_pass(
     tiny_dirs: dict[str, Path], dataset: Any, tmp_path: Path, frozen: bool, engine: str
 ) -> None:
-    trainer = make_trainer(
-        tiny_dirs["qwen2_5_vl"], dataset, tmp_path, [length_reward], rollout_engine=engine
-    )
+    trainer = make_trainer(tiny_dirs["qwen2_5_vl"], dataset, tmp_path, [length_reward], rollout_engine=engine)
     policy, reference = trainer.model, trainer.ref_model
     if frozen:
         freeze_vision(policy)  # before train() builds the optimizer, as in the script

@@ -7,6 +7,7 @@ Tiny real Qwen-VL models and the sample VideoKR-SFT folder; every step is a real
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,20 @@ def test_skill_filter_keeps_only_that_skill(sft_folder: Path) -> None:
     assert len(vidr) == sum(skill == "VidR" for skill in everything["skill"]) > 0
     with pytest.raises(ValueError, match="KnowVid"):
         load_video_dataset(str(sft_folder), skills=["Vidr"])
+
+
+def test_a_rebuilt_copy_of_a_folder_loads_its_own_clips(sft_folder: Path, tmp_path: Path) -> None:
+    """datasets names a local folder's cache entry after its base name and files, and stores absolute
+    clip paths: the same folder at a new place (a rebuild, a move) must not come back with the first
+    copy's paths."""
+    first = tmp_path / "one" / "sft"
+    shutil.copytree(sft_folder, first)
+    assert Path(load_video_dataset(str(first))[0]["video"]["path"]).is_relative_to(first)
+    second = tmp_path / "two" / "sft"
+    shutil.copytree(first, second)
+    shutil.rmtree(first)
+    paths = [Path(video["path"]) for video in load_video_dataset(str(second))["video"]]
+    assert all(path.is_relative_to(second) and path.is_file() for path in paths)
 
 
 @pytest.mark.parametrize("direct", [False, True], ids=["cot", "direct"])

@@ -58,10 +58,10 @@ def load_video_dataset(
 def _load_local_folder(folder: str, split: str) -> datasets.Dataset:
     """Load a built folder, and make sure its clip paths point into *this* folder.
 
-    ``datasets`` caches a prepared local folder by the content of its files, and the prepared rows hold
-    absolute clip paths. A folder rebuilt elsewhere with identical bytes (or moved after a first load)
-    therefore comes back with the paths of the first copy, which may no longer exist. Such a cache entry
-    is detected and prepared again from this folder.
+    ``datasets`` names the cache entry of a local folder after its base name and its files, and the
+    prepared rows hold absolute clip paths. The same folder at another place (rebuilt elsewhere, copied,
+    moved) therefore comes back with the paths of the first copy, which may no longer exist. Such a
+    cache entry is detected and the folder prepared again.
     """
     import datasets
 
