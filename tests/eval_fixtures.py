@@ -13,6 +13,7 @@ import datasets
 
 from videokr.evaluation.inputs import GenerationRequest
 from videokr.evaluation.model import Generation, VideoLightevalModel, VideoModelConfig
+from videokr.local_datasets import load_local
 
 
 @functools.cache
@@ -34,7 +35,7 @@ def tiny_model_dir(out: Path) -> Path:
 
 def eval_rows(repo: Path) -> list[dict[str, Any]]:
     """The dataset rows by id, without decoding video (for computing expected scores independently)."""
-    ds = datasets.load_dataset(str(repo), split="test").cast_column("video", datasets.Video(decode=False))
+    ds = load_local(repo, split="test").cast_column("video", datasets.Video(decode=False))
     return sorted(ds, key=lambda row: row["id"])
 
 

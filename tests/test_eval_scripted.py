@@ -166,3 +166,28 @@ def test_a_judge_in_hub_offline_mode_fails_once_by_name(monkeypatch: pytest.Monk
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(VideoKRError, match="HF_HUB_OFFLINE"):
         Judge(JudgeSettings(base_url="http://127.0.0.1:9/v1"))
+
+
+def test_a_moved_folder_is_evaluated_with_its_own_clips(
+    repo: Path, model_dir: Path, plan: Plan, tmp_path: Path
+) -> None:
+    """lighteval loads the folder through datasets' shared cache, keyed by the folder's name and card:
+    after the folder moves, that entry still holds the clip paths of the old place, which no longer exist.
+    Every item must still be evaluated on the clip at the new place."""
+    import shutil
+
+    first = tmp_path / "a" / "VideoKR-Eval-moved"
+    shutil.copytree(repo, first)
+    run_eval(
+        scripted_model(model_dir, tmp_path / "cache-1", plan.answer),
+        ["videokr_eval"],
+        dataset=str(first),
+        output_dir=tmp_path / "run-1",
+    )
+    moved = tmp_path / "b" / "VideoKR-Eval-moved"
+    shutil.move(first, moved)
+    model = scripted_model(model_dir, tmp_path / "cache-2", plan.answer)
+    run = run_eval(model, ["videokr_eval"], dataset=str(moved), output_dir=tmp_path / "run-2")
+    assert {r.item_id for r in model.received} == set(plan.rows)
+    assert run.task_metrics()["videokr_eval"]["n_items"] == len(plan.rows)
+    assert all(r.visual.num_frames > 0 for r in model.received)

@@ -270,3 +270,19 @@ def test_the_arrow_builder_yields_the_same_rows(sample_corpus: Path, tmp_path: P
     folder = datasets.load_dataset(str(built["rl"][0]), split="train")
     assert sorted(dataset["id"]) == sorted(folder["id"])
     assert dataset[0]["video"].metadata.num_frames > 0
+
+
+def test_a_folder_rebuilt_in_place_loads_its_new_rows(sample_corpus: Path, tmp_path: Path) -> None:
+    """datasets keys a local folder's cache by its name and card, not its files: the card's data size
+    changes with the rows, so a plain `load_dataset` of a rebuilt folder gives the new rows."""
+    corpus = tmp_path / "corpus"
+    shutil.copytree(sample_corpus, corpus)
+    out = tmp_path / "rebuilt" / "VideoKR-Eval"
+    build_repo(SPECS["eval"], corpus, out, workers=1, progress=False)
+    before = len(datasets.load_dataset(str(out), split="test"))
+    release = corpus / ROOTS["eval"] / RELEASE_FILES["eval"]
+    lines = release.read_text(encoding="utf-8").splitlines(keepends=True)
+    release.write_text("".join(lines[: len(lines) // 2]), encoding="utf-8")
+    build_repo(SPECS["eval"], corpus, out, workers=1, progress=False)
+    after = datasets.load_dataset(str(out), split="test")
+    assert len(after) == len(lines) // 2 < before

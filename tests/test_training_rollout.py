@@ -148,6 +148,25 @@ def test_compiled_decoding_gives_the_same_tokens(
     assert hasattr(model, "_compiled_call")  # the compiled forward was really used
 
 
+def test_a_second_rollout_reuses_the_emptied_static_cache(
+    tiny_dirs: dict[str, Path], rows: list[dict[str, Any]]
+) -> None:
+    """Keeping the cache's tensors at one address lets a captured CUDA graph replay; emptying it must
+    leave nothing of the previous rollout behind."""
+    model, processor = load(tiny_dirs["qwen3_vl"])
+    engine = VideoRolloutEngine(greedy(model, processor))
+    first = engine.generate(model, grouped(processor, rows[:2]))
+    assert engine._static_cache is not None
+    address = engine._static_cache[1].layers[0].keys.data_ptr()
+    swapped = grouped(processor, [rows[1], rows[0]])  # other prompts in each row, the same shapes
+    other = engine.generate(model, swapped)
+    assert engine._static_cache[1].layers[0].keys.data_ptr() == address
+    again = engine.generate(model, grouped(processor, rows[:2]))
+    assert again.completion_ids == first.completion_ids
+    assert torch.allclose(torch.tensor(again.logprobs), torch.tensor(first.logprobs))
+    assert other.completion_ids == plain_generate(model, swapped, engine.settings)[0]
+
+
 def test_completions_end_at_the_first_end_of_sequence_token(
     tiny_dirs: dict[str, Path], rows: list[dict[str, Any]]
 ) -> None:

@@ -64,17 +64,23 @@ def test_skill_filter_keeps_only_that_skill(sft_folder: Path) -> None:
         load_video_dataset(str(sft_folder), skills=["Vidr"])
 
 
-def test_a_rebuilt_copy_of_a_folder_loads_its_own_clips(sft_folder: Path, tmp_path: Path) -> None:
-    """datasets names a local folder's cache entry after its base name and files, and stores absolute
-    clip paths: the same folder at a new place (a rebuild, a move) must not come back with the first
-    copy's paths."""
+def test_each_folder_loads_its_own_rows_and_clips(sft_folder: Path, tmp_path: Path) -> None:
+    """datasets keys a local folder's cache by its base name and card, not its place or content: another
+    folder named ``sft`` (a copy elsewhere, a rebuild with other rows) must still load its own rows, with
+    clip paths inside it."""
+    import pandas
+
     first = tmp_path / "one" / "sft"
     shutil.copytree(sft_folder, first)
-    assert Path(load_video_dataset(str(first))[0]["video"]["path"]).is_relative_to(first)
+    rows = len(load_video_dataset(str(first)))
     second = tmp_path / "two" / "sft"
     shutil.copytree(first, second)
     shutil.rmtree(first)
-    paths = [Path(video["path"]) for video in load_video_dataset(str(second))["video"]]
+    metadata = second / "train" / "metadata.parquet"
+    pandas.read_parquet(metadata).iloc[:-1].to_parquet(metadata)  # one row fewer than the first folder
+    loaded = load_video_dataset(str(second))
+    assert len(loaded) == rows - 1
+    paths = [Path(video["path"]) for video in loaded["video"]]
     assert all(path.is_relative_to(second) and path.is_file() for path in paths)
 
 

@@ -84,7 +84,13 @@ def _bucket(seconds: float) -> str:
     raise AssertionError("unreachable")
 
 
-def card_yaml(spec: DatasetSpec, num_rows: int) -> dict[str, Any]:
+def card_yaml(spec: DatasetSpec, num_rows: int, data_bytes: int) -> dict[str, Any]:
+    """The card's YAML: the loader (configs, features) and the size of the data files.
+
+    ``download_size`` is more than information: ``datasets`` keys the cache of a local folder by its base
+    name and this YAML, not by the files' content, so without a content-dependent value here a folder
+    rebuilt in place with other rows would keep loading the old rows.
+    """
     return {
         "pretty_name": spec.pretty_name,
         "license": ANNOTATION_LICENSE,
@@ -97,6 +103,7 @@ def card_yaml(spec: DatasetSpec, num_rows: int) -> dict[str, Any]:
         ],
         "dataset_info": {
             "features": record_features(spec.kind)._to_yaml_list(),
+            "download_size": data_bytes,
         },
     }
 
@@ -112,7 +119,8 @@ def _fmt(seconds: float | None) -> str:
 
 
 def render_card(spec: DatasetSpec, stats: dict[str, Any], repo_id: str) -> str:
-    front = yaml.safe_dump(card_yaml(spec, stats["rows"]), sort_keys=False, allow_unicode=True)
+    yaml_header = card_yaml(spec, stats["rows"], stats["data_bytes"])
+    front = yaml.safe_dump(yaml_header, sort_keys=False, allow_unicode=True)
     total = max(stats["rows"], 1)
     sections = [f"# {spec.pretty_name}", "", spec.summary, "", spec.description, ""]
     sections += [
@@ -203,6 +211,7 @@ def write_card_files(
     """
     repo_id = repo_id or f"<org>/{spec.name}"
     stats = compute_statistics(rows, durations)
+    stats["data_bytes"] = sum(f.stat().st_size for f in (out / spec.split).rglob("*") if f.is_file())
     (out / "README.md").write_text(render_card(spec, stats, repo_id), encoding="utf-8")
     (out / "ATTRIBUTION.md").write_text(render_attribution(spec, rows), encoding="utf-8")
     from videokr.croissant import write_croissant

@@ -237,11 +237,11 @@ def _quiet() -> None:
 
 
 def _load_rows(folders: dict[str, Path]) -> dict[str, int]:
-    import datasets
+    from videokr.local_datasets import load_local
 
     rows = {}
     for name, folder in folders.items():
-        loaded = datasets.load_dataset(str(folder))
+        loaded = load_local(folder)
         rows[name] = sum(len(split) for split in loaded.values())
     return rows
 

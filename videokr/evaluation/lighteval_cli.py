@@ -9,11 +9,21 @@ before it reads ``--custom-tasks``.
 
 from __future__ import annotations
 
+import os
+
 from videokr.evaluation.compat import ensure_registry_importable
+from videokr.local_datasets import refresh_shared_cache
 
 
 def main() -> None:
     ensure_registry_importable()
+    from videokr.evaluation.tasks import DATASET_ENV
+
+    # lighteval loads a local dataset folder through the shared datasets cache, which may hold another
+    # folder's rows under the same name (see `videokr.local_datasets`).
+    location = os.environ.get(DATASET_ENV, "")
+    if location and os.path.isdir(os.path.expanduser(location)):
+        refresh_shared_cache(os.path.expanduser(location))
     from lighteval.__main__ import app
 
     app(prog_name="lighteval")

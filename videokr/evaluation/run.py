@@ -10,6 +10,7 @@ lighteval's full metric table (which it still writes to the results file).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -17,6 +18,7 @@ from typing import Any
 
 from videokr.evaluation.compat import ensure_registry_importable, import_pipeline
 from videokr.evaluation.judge import JudgeSettings, configure_judge
+from videokr.local_datasets import refresh_shared_cache
 
 __all__ = ["DEFAULT_TASKS", "EvalRun", "eval_command", "format_summary", "run_eval"]
 
@@ -65,9 +67,10 @@ def run_eval(
     from lighteval.models.abstract_model import LightevalModel
 
     from videokr.evaluation.model import VideoLightevalModel
-    from videokr.evaluation.tasks import build_tasks
+    from videokr.evaluation.tasks import build_tasks, dataset_location
 
     configure_judge(judge)
+    _refresh_if_local(dataset or dataset_location())
     module = ModuleType("videokr_eval_tasks")
     module.TASKS_TABLE = build_tasks(dataset)
     if not isinstance(model, LightevalModel):
@@ -87,6 +90,13 @@ def run_eval(
     pipeline.save_and_push_results()
     written = sorted(set(output.rglob("results_*.json")) - before)
     return EvalRun(pipeline.get_results(), written[-1] if written else None, output)
+
+
+def _refresh_if_local(location: str) -> None:
+    """lighteval calls ``load_dataset(folder)`` with the shared cache, which can hold another folder's
+    rows under the same name (`videokr.local_datasets`): prepare the folder again right before."""
+    if os.path.isdir(os.path.expanduser(location)):
+        refresh_shared_cache(os.path.expanduser(location))
 
 
 def _fmt(value: float | None) -> str:

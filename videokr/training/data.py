@@ -8,18 +8,16 @@ bytes) and the collator decides how to sample it, instead of ``datasets`` openin
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from videokr import prompts
+from videokr.local_datasets import load_local
 from videokr.records import SKILLS
 
 if TYPE_CHECKING:
     import datasets
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["grpo_prompt", "load_video_dataset", "to_grpo_rows", "to_sft_rows"]
 
@@ -56,40 +54,17 @@ def load_video_dataset(
 
 
 def _load_local_folder(folder: str, split: str) -> datasets.Dataset:
-    """Load a built folder, and make sure its clip paths point into *this* folder.
-
-    ``datasets`` names the cache entry of a local folder after its base name and its files, and the
-    prepared rows hold absolute clip paths. The same folder at another place (rebuilt elsewhere, copied,
-    moved) therefore comes back with the paths of the first copy, which may no longer exist. Such a
-    cache entry is detected and the folder prepared again.
-    """
+    """Load a built folder through its own cache (`videokr.local_datasets`: a plain ``load_dataset`` can
+    return another folder's rows), and check that its clip paths lie inside it."""
     import datasets
 
+    dataset = load_local(folder, split).cast_column("video", datasets.Video(decode=False))
     root = os.path.realpath(folder)
-    dataset = datasets.load_dataset(folder, split=split).cast_column("video", datasets.Video(decode=False))
-    stale = _first_path_outside(dataset, root)
-    if stale is not None:
-        logger.warning(
-            "the datasets cache holds %s with clip paths of another copy (%s); preparing it again",
-            folder,
-            stale,
-        )
-        dataset = datasets.load_dataset(folder, split=split, download_mode="force_redownload")
-        dataset = dataset.cast_column("video", datasets.Video(decode=False))
-        stale = _first_path_outside(dataset, root)
-        if stale is not None:
-            raise RuntimeError(
-                f"{folder}: clip path {stale} is outside the folder even after preparing it again"
-            )
-    return dataset
-
-
-def _first_path_outside(dataset: datasets.Dataset, root: str) -> str | None:
     for video in dataset["video"]:
         path = (video or {}).get("path")
         if path and not os.path.realpath(path).startswith(root + os.sep):
-            return path
-    return None
+            raise RuntimeError(f"{folder}: loaded clip path {path} lies outside the folder; rebuild it")
+    return dataset
 
 
 def to_sft_rows(dataset: datasets.Dataset, *, direct: bool = False) -> datasets.Dataset:

@@ -3,7 +3,7 @@
 TRL 1.16 fails silently on video: its rollout tokenizes chat prompts without our frames and timing, and
 the forwards that score completions (policy, old policy, reference) only receive *image* tensors, so
 ``pixel_values_videos`` never reaches the loss and the policy is optimised as if blind. This subclass
-changes four seams and nothing else:
+changes five seams and nothing else:
 
 ``_generate_and_score_completions``
     Decodes each row's clip once (`ClipLoader`), renders the prompt, runs the processor once per distinct
@@ -15,6 +15,11 @@ changes four seams and nothing else:
     Returns those prompt ids and video tensors to TRL's generation step (with ``mm_token_type_ids`` as
     per-token lists, which TRL left-pads like the ids), so ``generate`` sees the video with its M-RoPE
     positions.
+``_generate_single_turn``
+    Runs the rollout with `VideoRolloutEngine` (`videokr.training.rollout`): each distinct prompt is
+    prefilled once for its whole group, the step's sequences decode together over a static KV cache,
+    compiled on CUDA; it returns each token's sampling log-probability, which TRL keeps as
+    ``sampling_per_token_logps``. ``rollout_engine="generate"`` keeps TRL's ``model.generate`` path.
 ``_compute_loss``
     Makes the mini-batch's own video tensors the active context for the policy forward.
 ``_get_per_token_logps_and_entropies``

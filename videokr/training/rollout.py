@@ -166,6 +166,7 @@ class VideoRolloutEngine:
         self.settings = settings
         self.options = options or RolloutOptions()
         self._compile_config = CompileConfig(fullgraph=False, dynamic=False, mode="reduce-overhead")
+        self._static_cache: tuple[tuple[Any, ...], StaticCache] | None = None
 
     # ------------------------------------------------------------------------------------------ public
 
@@ -214,7 +215,7 @@ class VideoRolloutEngine:
             end = min(start + step, len(prompts))
             video = {k: v.to(device) for k, v in prompts.video.model_inputs(start, end).items()}
             rope_kwargs = {k: v for k, v in video.items() if k != "pixel_values_videos"}
-            position_ids, rope_deltas = model.model.get_rope_index(
+            position_ids, rope_deltas = _rope_index(model)(
                 input_ids[start:end],
                 mm_token_type_ids=mm_types[start:end],
                 attention_mask=mask[start:end],
@@ -263,7 +264,7 @@ class VideoRolloutEngine:
         capacity = prompt_length + s.max_new_tokens
         if options.cache == "static":
             capacity = math.ceil(capacity / options.cache_bucket) * options.cache_bucket
-            cache: Any = StaticCache(config=model.config, max_cache_len=capacity)
+            cache: Any = self._reusable_static_cache(model, rows, capacity, prefilled.keys[0])
         else:
             cache = DynamicCache(config=model.config)
         for layer, (k, v) in enumerate(zip(prefilled.keys, prefilled.values, strict=True)):
@@ -306,6 +307,21 @@ class VideoRolloutEngine:
             steps += 1
         return tokens, logps, lengths, steps
 
+    def _reusable_static_cache(
+        self, model: torch.nn.Module, rows: int, capacity: int, like: torch.Tensor
+    ) -> StaticCache:
+        """The previous rollout's cache, emptied, when the shapes match (as ``generate`` keeps its own):
+        its tensors keep their addresses, so a captured CUDA graph is replayed rather than re-recorded."""
+        key = (id(model), rows, capacity, like.dtype, like.device)
+        if self._static_cache is not None and self._static_cache[0] == key:
+            cache = self._static_cache[1]
+            cache.reset()
+        else:
+            self._static_cache = None  # free the old one before allocating
+            cache = StaticCache(config=model.config, max_cache_len=capacity)
+            self._static_cache = (key, cache)
+        return cache
+
     def _choose(self, logits: torch.Tensor, suppress: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Next token per row, and its log-probability under logits / temperature (the loss pass's)."""
         s = self.settings
@@ -318,6 +334,14 @@ class VideoRolloutEngine:
         else:
             token = torch.multinomial(torch.softmax(_truncate(scaled, s), dim=-1), 1).squeeze(-1)
         return token, logprobs.gather(-1, token.unsqueeze(-1)).squeeze(-1)
+
+
+def _rope_index(model: torch.nn.Module) -> Any:
+    """The model's ``get_rope_index`` (on the inner Qwen-VL model; found through wrappers such as PEFT)."""
+    for module in model.modules():
+        if hasattr(type(module), "get_rope_index"):
+            return module.get_rope_index
+    raise TypeError(f"{type(model).__name__} has no get_rope_index: only Qwen2.5-VL / Qwen3-VL are supported")
 
 
 def _compiled(model: torch.nn.Module, options: RolloutOptions) -> bool:

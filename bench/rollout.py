@@ -1,0 +1,350 @@
+"""Benchmark: GRPO rollout throughput of our engine against transformers' ``generate``, beside the floor
+that memory bandwidth sets, and where a GRPO step's time goes (rollout vs update).
+
+Same model, same video prompt, same batch, same run:
+
+- **generate**: what TRL's transformers path runs: ``model.generate`` on the prompt repeated for every
+  completion (``--prompts`` × ``--group`` sequences), dynamic cache, sampling at temperature 1.0.
+- **videokr dynamic**: `VideoRolloutEngine` with a growing cache: each prompt prefilled once and fanned
+  out, no compilation (what sharing the prefill alone buys).
+- **videokr static**: the static KV cache, not compiled.
+- **videokr compiled**: static cache + ``torch.compile`` of the decode step (CUDA graphs on a GPU); the
+  first call's compile time is printed on its own line and not counted.
+
+End-of-sequence tokens are suppressed in every variant, so each sequence produces exactly
+``--new-tokens`` tokens and the variants do identical work.
+
+**Bandwidth floor.** A decode step must read every language-model weight it multiplies (all of them but
+the embedding table, of which it reads one row per sequence) and each sequence's keys and values so far.
+At the measured read bandwidth of this device (a large ``sum``, printed) that bounds the decode rate:
+
+    step bytes     = LM weight bytes + sequences × mean context × KV bytes per token
+    floor tokens/s = sequences × bandwidth / step bytes
+
+"% floor" compares each variant's *decode-only* rate (prefill excluded) with it. ``--bandwidth-gbs``
+replaces the measurement (e.g. 3350 for an H100 SXM datasheet).
+
+**Scaling** (``--scale``): the compiled engine at larger batches (more prompts per step), where the
+floor rises because the weights are read once per step for more sequences.
+
+**GRPO step** (``--update``, default on): one optimizer update on the sequences the engine produced
+(reference forward, policy forward/backward per ``--micro-batch``, AdamW), as `bench/train_step.py`
+times it, printed against the rollout time of ``generate`` and of the engine.
+
+    python bench/rollout.py --arch qwen2_5_vl --frames 32 --new-tokens 256          # CUDA, 7B
+    python bench/rollout.py --arch qwen3_vl --scale 4,8 --layers 18
+    python bench/rollout.py --device cpu --tiny                                       # smoke run
+
+Random weights of the released architectures (see `bench/train_step.py`), built offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from train_step import (
+    Clock,
+    VideoPrompt,
+    build_model,
+    grpo_update,
+    make_optimizer,
+    real_config,
+    video_prompt,
+)
+
+from videokr.models.tiny import ARCHES, build_tiny_tokenizer, tiny_config
+from videokr.training.batch import EncodedPrompts, VideoBatch
+from videokr.training.rollout import Rollout, RolloutOptions, SamplingSettings, VideoRolloutEngine
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+
+def grouped_prompts(prompt: VideoPrompt, prompts: int, group: int, device: torch.device) -> EncodedPrompts:
+    """`prompts` distinct prompts (the same clip, treated as different questions) × `group` completions."""
+    samples = prompts * group
+    pixels = prompt.video["pixel_values_videos"].to(device)
+    seconds = prompt.video.get("second_per_grid_ts")
+    video = VideoBatch(
+        [pixels] * samples,
+        prompt.video["video_grid_thw"].repeat(samples, 1).to(device),
+        None if seconds is None else seconds.repeat(samples).to(device),
+    )
+    ids, types = prompt.input_ids[0].tolist(), prompt.mm_token_type_ids[0].tolist()
+    distinct = [p * group for p in range(prompts) for _ in range(group)]
+    return EncodedPrompts([ids] * samples, [types] * samples, video, distinct)
+
+
+def sampling(config: Any, new_tokens: int) -> SamplingSettings:
+    """Sampling as in the GRPO recipe, never stopping early: end-of-sequence and the vision placeholders
+    are suppressed (every variant then produces exactly `new_tokens` tokens)."""
+    text = config.text_config
+    eos = text.eos_token_id if isinstance(text.eos_token_id, list) else [text.eos_token_id]
+    placeholders = [config.image_token_id, config.video_token_id, config.vision_start_token_id]
+    return SamplingSettings(
+        max_new_tokens=new_tokens,
+        eos_token_ids=(),
+        pad_token_id=text.pad_token_id,
+        do_sample=True,
+        temperature=1.0,
+        suppress_tokens=tuple(sorted({*eos, *placeholders, config.vision_end_token_id})),
+    )
+
+
+# ---------------------------------------------------------------------------------------------- floor
+
+
+@dataclass(frozen=True)
+class Floor:
+    """What one decode step must read, and the device's read bandwidth."""
+
+    weight_bytes: int  # language-model weights multiplied each step (embedding table excluded)
+    kv_bytes_per_token: int  # keys + values of one token across all layers
+    bandwidth: float  # bytes/s
+
+    def tokens_per_s(self, sequences: int, prompt: int, new_tokens: int) -> float:
+        context = prompt + new_tokens / 2  # mean over the decode
+        step = (self.weight_bytes + sequences * context * self.kv_bytes_per_token) / self.bandwidth
+        return sequences / step
+
+
+def decode_floor(model: torch.nn.Module, config: Any, bandwidth: float) -> Floor:
+    language = model.model.language_model
+    embedding = language.get_input_embeddings().weight
+    weights = sum(p.numel() * p.element_size() for p in language.parameters()) - embedding.numel() * (
+        embedding.element_size()
+    )
+    head = model.get_output_embeddings().weight
+    if head.data_ptr() != embedding.data_ptr():
+        weights += head.numel() * head.element_size()
+    text = config.text_config
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    kv = 2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * embedding.element_size()
+    return Floor(weights, kv, bandwidth)
+
+
+def read_bandwidth(device: torch.device, clock: Clock, gib: float) -> float:
+    """Bytes/s this device reads in a large reduction: the practical ceiling for decode."""
+    x = torch.ones(int(gib * 2**30) // 2, dtype=torch.bfloat16, device=device)
+    result = clock.repeat(lambda: x.sum(), steps=10, warmup=3)
+    return x.numel() * x.element_size() / result["seconds"]
+
+
+# ---------------------------------------------------------------------------------------------- runs
+
+
+@dataclass
+class Result:
+    label: str
+    sequences: int
+    seconds: float
+    prefill_s: float | None  # None: not separable (generate)
+    new_tokens: int
+    peak_gb: float | None
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.new_tokens / self.seconds
+
+    @property
+    def decode_tokens_per_s(self) -> float | None:
+        if self.prefill_s is None or self.seconds <= self.prefill_s:
+            return None
+        return self.new_tokens / (self.seconds - self.prefill_s)
+
+
+def run_generate(
+    model: Any, prompt: VideoPrompt, sequences: int, s: SamplingSettings, clock: Clock
+) -> Result:
+    inputs = {k: v.to(clock.device) for k, v in prompt.repeated(sequences).items()}
+    kwargs = {
+        "do_sample": True,
+        "temperature": s.temperature,
+        "top_p": 1.0,
+        "top_k": None,
+        "eos_token_id": None,
+        "pad_token_id": s.pad_token_id,
+        "suppress_tokens": list(s.suppress_tokens),
+    }
+    with torch.no_grad():
+        model.generate(**inputs, max_new_tokens=1, **kwargs)  # warm-up (kernels, allocator)
+        with clock.measure() as timing:
+            output = model.generate(
+                **inputs, max_new_tokens=s.max_new_tokens, min_new_tokens=s.max_new_tokens, **kwargs
+            )
+    new = (output.shape[1] - inputs["input_ids"].shape[1]) * sequences
+    return Result("generate", sequences, timing["seconds"], None, new, timing.get("peak_gb"))
+
+
+def run_engine(
+    label: str,
+    model: Any,
+    prompts: EncodedPrompts,
+    s: SamplingSettings,
+    options: RolloutOptions,
+    clock: Clock,
+) -> tuple[Result, Rollout, float]:
+    """One untimed call (compiles, warms up), then one timed; returns the result, rollout and warm-up s."""
+    engine = VideoRolloutEngine(s, options)
+    with clock.measure() as warm:
+        engine.generate(model, prompts)
+    with clock.measure() as timing:
+        rollout = engine.generate(model, prompts)
+    result = Result(
+        label, len(prompts), timing["seconds"], rollout.prefill_s, rollout.new_tokens, timing.get("peak_gb")
+    )
+    return result, rollout, warm["seconds"]
+
+
+def sequences_tensor(prompt: VideoPrompt, rollout: Rollout, device: torch.device) -> torch.Tensor:
+    completions = torch.tensor(rollout.completion_ids, device=device)
+    return torch.cat([prompt.input_ids.to(device).repeat(len(completions), 1), completions], dim=1)
+
+
+def update_seconds(
+    model: Any, prompt: VideoPrompt, sequences: torch.Tensor, args: argparse.Namespace, clock: Clock
+) -> float:
+    """One GRPO optimizer update on the rollout's sequences (see `bench/train_step.py`)."""
+    model.train()
+    model.requires_grad_(True)
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    optimizer = make_optimizer(model, "adamw", clock.device)
+    rows = sequences.shape[0]
+    batch = {k: v.to(clock.device) for k, v in prompt.repeated(rows).items()}
+    completion = sequences.shape[1] - batch["input_ids"].shape[1]
+    batch["mm_token_type_ids"] = torch.cat(
+        [batch["mm_token_type_ids"], torch.zeros_like(sequences[:, -completion:])], dim=1
+    )
+    batch["input_ids"], batch["attention_mask"] = sequences, torch.ones_like(sequences)
+    result = clock.repeat(lambda: grpo_update(model, batch, completion, args.micro_batch, optimizer), 1, 1)
+    model.eval()
+    if hasattr(model, "activation_checkpointing_disable"):
+        model.activation_checkpointing_disable()
+    return result["seconds"]
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+HEADER = (
+    f"{'variant':<20}{'seqs':>6}{'seconds':>9}{'new tok/s':>11}{'x generate':>11}"
+    f"{'prefill s':>10}{'decode tok/s':>14}{'floor':>10}{'% floor':>9}{'peak GB':>9}"
+)
+
+
+def line(result: Result, baseline: Result | None, floor: float) -> str:
+    ratio = f"{result.tokens_per_s / baseline.tokens_per_s:.1f}x" if baseline else "-"
+    prefill = f"{result.prefill_s:.2f}" if result.prefill_s is not None else "-"
+    decode = result.decode_tokens_per_s
+    share = f"{100 * decode / floor:.1f}%" if decode else "-"
+    memory = f"{result.peak_gb:.1f}" if result.peak_gb is not None else "n/a"
+    return (
+        f"{result.label:<20}{result.sequences:>6}{result.seconds:>9.2f}{result.tokens_per_s:>11,.0f}"
+        f"{ratio:>11}{prefill:>10}{(f'{decode:,.0f}' if decode else '-'):>14}{floor:>10,.0f}{share:>9}"
+        f"{memory:>9}"
+    )
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--arch", choices=ARCHES, default="qwen2_5_vl")
+    parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
+    parser.add_argument("--tiny", action="store_true", help="the tiny test config (smoke run)")
+    parser.add_argument("--layers", type=int, default=None, help="text layers (default: the real 28 / 36)")
+    parser.add_argument("--frames", type=int, default=32, help="frames per clip (paper: up to 128)")
+    parser.add_argument("--height", type=int, default=224, help="frame height on the patch grid")
+    parser.add_argument("--width", type=int, default=448, help="frame width (224×448 = 100,352 px)")
+    parser.add_argument("--prompts", type=int, default=1, help="distinct prompts per rollout")
+    parser.add_argument("--group", type=int, default=8, help="completions per prompt (paper: 8)")
+    parser.add_argument("--new-tokens", type=int, default=256, help="tokens generated per completion")
+    parser.add_argument("--scale", default="4,8", help="prompt counts for the scaling rows ('' for none)")
+    parser.add_argument("--skip-generate", action="store_true", help="skip the generate baseline")
+    parser.add_argument("--no-compile", action="store_true", help="skip the compiled variant")
+    parser.add_argument("--update", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--micro-batch", type=int, default=8, help="GRPO update micro-batch (recipe: 8)")
+    parser.add_argument(
+        "--bandwidth-gbs", type=float, default=None, help="read bandwidth (default: measured)"
+    )
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device: use --device cpu --tiny for a smoke run")
+    torch.manual_seed(0)
+    clock = Clock(device)
+    tokenizer = build_tiny_tokenizer(args.arch)
+    config = (
+        tiny_config(args.arch, tokenizer) if args.tiny else real_config(args.arch, tokenizer, args.layers)
+    )
+    model = build_model(config, device).eval()
+    prompt = video_prompt(args.arch, tokenizer, args.frames, args.height, args.width)
+    settings = sampling(config, args.new_tokens)
+    if args.bandwidth_gbs:
+        bandwidth, source = args.bandwidth_gbs * 1e9, "given"
+    else:
+        bandwidth, source = read_bandwidth(device, clock, 0.25 if args.tiny else 4.0), "measured"
+    floor = decode_floor(model, config, bandwidth)
+    prompt_tokens = prompt.input_ids.shape[1]
+    sequences = args.prompts * args.group
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(
+        f"{args.arch}{' (tiny)' if args.tiny else ''} on {name}: LM weights read per decode step "
+        f"{floor.weight_bytes / 1e9:.2f} GB, KV {floor.kv_bytes_per_token / 1e3:.1f} KB/token; "
+        f"read bandwidth {bandwidth / 1e9:,.0f} GB/s ({source})"
+    )
+    print(
+        f"rollout: {args.prompts} prompt(s) x {args.group} completions = {sequences} sequences; "
+        f"{prompt_tokens:,}-token video prompt ({args.frames} frames); {args.new_tokens} new tokens each\n"
+    )
+
+    def floor_at(rows: int) -> float:
+        return floor.tokens_per_s(rows, prompt_tokens, args.new_tokens)
+
+    print(HEADER)
+    baseline = None
+    if not args.skip_generate:
+        baseline = run_generate(model, prompt, sequences, settings, clock)
+        print(line(baseline, None, floor_at(sequences)), flush=True)
+    prompts = grouped_prompts(prompt, args.prompts, args.group, device)
+    variants = [
+        ("videokr dynamic", RolloutOptions(cache="dynamic", compile=False)),
+        ("videokr static", RolloutOptions(cache="static", compile=False)),
+    ]
+    if not args.no_compile:
+        variants.append(("videokr compiled", RolloutOptions(cache="static", compile=True)))
+    best: tuple[Result, Rollout] | None = None
+    for label, options in variants:
+        result, rollout, warm = run_engine(label, model, prompts, settings, options, clock)
+        print(line(result, baseline, floor_at(sequences)), flush=True)
+        if options.compile:
+            print(f"{'':<20}(first call, compiling: {warm:.1f} s)")
+        if best is None or result.tokens_per_s > best[0].tokens_per_s:
+            best = (result, rollout)
+    assert best is not None
+    best_options = dict(variants)[best[0].label]
+
+    for count in [int(c) for c in args.scale.split(",") if c.strip()]:
+        scaled = grouped_prompts(prompt, count, args.group, device)
+        result, _, _ = run_engine(f"{best[0].label} x{count}", model, scaled, settings, best_options, clock)
+        print(line(result, None, floor_at(len(scaled))), flush=True)
+
+    if args.update:
+        update_s = update_seconds(model, prompt, sequences_tensor(prompt, best[1], device), args, clock)
+        print(f"\nGRPO step on these {sequences} sequences: update {update_s:.2f} s")
+        for result in [r for r in (baseline, best[0]) if r is not None]:
+            total = result.seconds + update_s
+            print(
+                f"  with {result.label:<17} rollout {result.seconds:.2f} s + update {update_s:.2f} s = "
+                f"{total:.2f} s; rollout is {100 * result.seconds / total:.0f}% of the step"
+            )
+
+
+if __name__ == "__main__":
+    main()
