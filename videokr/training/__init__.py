@@ -1,11 +1,13 @@
 """Video post-training on TRL: the SFT collator, the GRPO trainer that carries video into every
-log-probability forward, dataset → trainer rows, freezing, and the scripts' `VideoArguments`."""
+log-probability forward and its rollout engine, dataset → trainer rows, freezing, and the scripts'
+`VideoArguments`."""
 
 from videokr.training.args import VideoArguments
 from videokr.training.clips import PAPER_MAX_PIXELS, Clip, ClipLoader, FrameSampling
 from videokr.training.collator import DecodeFailure, VideoSFTCollator
 from videokr.training.data import grpo_prompt, load_video_dataset, to_grpo_rows, to_sft_rows
 from videokr.training.freeze import freeze_vision, vision_parts
+from videokr.training.rollout import RolloutOptions, SamplingSettings, VideoRolloutEngine
 
 __all__ = [
     "PAPER_MAX_PIXELS",
@@ -13,7 +15,10 @@ __all__ = [
     "ClipLoader",
     "DecodeFailure",
     "FrameSampling",
+    "RolloutOptions",
+    "SamplingSettings",
     "VideoArguments",
+    "VideoRolloutEngine",
     "VideoSFTCollator",
     "freeze_vision",
     "grpo_prompt",

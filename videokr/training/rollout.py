@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -141,7 +141,6 @@ class Rollout:
     decode_s: float = 0.0
     decode_steps: int = 0
     prompts_prefilled: int = 0
-    stats: dict[str, float] = field(default_factory=dict)
 
     @property
     def new_tokens(self) -> int:
@@ -186,6 +185,7 @@ class VideoRolloutEngine:
         for samples in self._decode_chunks(sample_to_prompt):
             index = torch.tensor([sample_to_prompt[s] for s in samples], device=device)
             tokens, logps, lengths, chunk_steps = self._decode(model, prefilled, index)
+            tokens, logps, lengths = tokens.cpu(), logps.cpu(), lengths.cpu()  # one transfer, not per row
             steps += chunk_steps
             for row, sample in enumerate(samples):
                 n = int(lengths[row])
