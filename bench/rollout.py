@@ -45,17 +45,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from train_step import (
-    Clock,
-    VideoPrompt,
-    build_model,
-    grpo_update,
-    make_optimizer,
-    real_config,
-    video_prompt,
-)
+from train_step import Clock, VideoPrompt, add_model_args, build_bench, grpo_update, make_optimizer
 
-from videokr.models.tiny import ARCHES, build_tiny_tokenizer, tiny_config
 from videokr.training.batch import EncodedPrompts, VideoBatch
 from videokr.training.rollout import Rollout, RolloutOptions, SamplingSettings, VideoRolloutEngine
 
@@ -251,13 +242,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--arch", choices=ARCHES, default="qwen2_5_vl")
-    parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
-    parser.add_argument("--tiny", action="store_true", help="the tiny test config (smoke run)")
-    parser.add_argument("--layers", type=int, default=None, help="text layers (default: the real 28 / 36)")
-    parser.add_argument("--frames", type=int, default=32, help="frames per clip (paper: up to 128)")
-    parser.add_argument("--height", type=int, default=224, help="frame height on the patch grid")
-    parser.add_argument("--width", type=int, default=448, help="frame width (224×448 = 100,352 px)")
+    add_model_args(parser)
     parser.add_argument("--prompts", type=int, default=1, help="distinct prompts per rollout")
     parser.add_argument("--group", type=int, default=8, help="completions per prompt (paper: 8)")
     parser.add_argument("--new-tokens", type=int, default=256, help="tokens generated per completion")
@@ -274,17 +259,9 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("no CUDA device: use --device cpu --tiny for a smoke run")
-    torch.manual_seed(0)
-    clock = Clock(device)
-    tokenizer = build_tiny_tokenizer(args.arch)
-    config = (
-        tiny_config(args.arch, tokenizer) if args.tiny else real_config(args.arch, tokenizer, args.layers)
-    )
-    model = build_model(config, device).eval()
-    prompt = video_prompt(args.arch, tokenizer, args.frames, args.height, args.width)
+    bench = build_bench(args)
+    device, clock, config, model, prompt = bench.device, bench.clock, bench.config, bench.model, bench.prompt
+    model.eval()
     settings = sampling(config, args.new_tokens)
     if args.bandwidth_gbs:
         bandwidth, source = args.bandwidth_gbs * 1e9, "given"
@@ -293,10 +270,9 @@ def main() -> None:
     floor = decode_floor(model, config, bandwidth)
     prompt_tokens = prompt.input_ids.shape[1]
     sequences = args.prompts * args.group
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
-        f"{args.arch}{' (tiny)' if args.tiny else ''} on {name}: LM weights read per decode step "
-        f"{floor.weight_bytes / 1e9:.2f} GB, KV {floor.kv_bytes_per_token / 1e3:.1f} KB/token; "
+        f"{args.arch}{' (tiny)' if args.tiny else ''} on {bench.device_name}: LM weights read per "
+        f"decode step {floor.weight_bytes / 1e9:.2f} GB, KV {floor.kv_bytes_per_token / 1e3:.1f} KB/token; "
         f"read bandwidth {bandwidth / 1e9:,.0f} GB/s ({source})"
     )
     print(

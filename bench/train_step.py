@@ -570,10 +570,8 @@ def run_update(s: Setup, rollout: dict[str, torch.Tensor], sequences: torch.Tens
     )
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """The options that pick the model and the video prompt (shared with `bench/rollout.py`)."""
     parser.add_argument("--arch", choices=ARCHES, default="qwen2_5_vl")
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     parser.add_argument(
@@ -583,6 +581,43 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=32, help="frames per clip (paper: 32 or 128)")
     parser.add_argument("--height", type=int, default=224, help="frame height on the patch grid")
     parser.add_argument("--width", type=int, default=448, help="frame width (224×448 = 100,352 px)")
+
+
+@dataclass
+class Bench:
+    """The model and video prompt that `add_model_args`' options describe, built on the device."""
+
+    device: torch.device
+    clock: Clock
+    tokenizer: Any
+    config: Any
+    model: torch.nn.Module
+    prompt: VideoPrompt
+
+    @property
+    def device_name(self) -> str:
+        return torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
+
+
+def build_bench(args: argparse.Namespace) -> Bench:
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device: use --device cpu --tiny for a smoke run")
+    torch.manual_seed(0)
+    tokenizer = build_tiny_tokenizer(args.arch)
+    config = (
+        tiny_config(args.arch, tokenizer) if args.tiny else real_config(args.arch, tokenizer, args.layers)
+    )
+    model = build_model(config, device)
+    prompt = video_prompt(args.arch, tokenizer, args.frames, args.height, args.width)
+    return Bench(device, Clock(device), tokenizer, config, model, prompt)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_model_args(parser)
     parser.add_argument("--response", type=int, default=512, help="SFT answer tokens")
     parser.add_argument("--group", type=int, default=8, help="GRPO completions per prompt (paper: 8)")
     parser.add_argument("--new-tokens", type=int, default=256, help="tokens generated per completion")
@@ -600,25 +635,21 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("no CUDA device: use --device cpu --tiny for a smoke run")
-    torch.manual_seed(0)
-    clock = Clock(device)
-
-    tokenizer = build_tiny_tokenizer(args.arch)
-    config = (
-        tiny_config(args.arch, tokenizer) if args.tiny else real_config(args.arch, tokenizer, args.layers)
+    bench = build_bench(args)
+    device, clock, tokenizer, config, model, prompt = (
+        bench.device,
+        bench.clock,
+        bench.tokenizer,
+        bench.config,
+        bench.model,
+        bench.prompt,
     )
-    model = build_model(config, device)
     counts = count_params(model)
-    prompt = video_prompt(args.arch, tokenizer, args.frames, args.height, args.width)
     steps = args.steps or (1 if args.tiny else 3)
     warmup = args.warmup if args.warmup is not None else (0 if args.tiny else 1)
     text = config.text_config
     print(
-        f"{args.arch}{' (tiny)' if args.tiny else ''} on "
-        f"{torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}: "
+        f"{args.arch}{' (tiny)' if args.tiny else ''} on {bench.device_name}: "
         f"LM {counts.language / 1e6:,.1f}M ({text.num_hidden_layers} layers, hidden {text.hidden_size}), "
         f"vision tower {counts.tower / 1e6:,.1f}M + projector {counts.projector / 1e6:,.1f}M; bf16, sdpa, "
         f"activation checkpointing {'off' if args.no_grad_ckpt else 'on'}, optimizer {args.optimizer}; "
