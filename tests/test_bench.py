@@ -1,0 +1,40 @@
+"""The GPU benchmarks run end to end on CPU with the tiny config (`--device cpu --tiny`), so a change that
+breaks them shows here rather than on the first GPU machine someone rents."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_bench(script: str, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), "--device", "cpu", "--tiny", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result.stdout
+
+
+def test_rollout_bench_compares_the_engine_with_generate_and_the_floor() -> None:
+    out = run_bench("rollout.py", "--frames", "4", "--new-tokens", "8", "--scale", "2", "--no-compile")
+    # Table rows: a 20-character label, then sequences, seconds, tokens/s, ratio to generate, ...
+    rows = {line[:20].strip(): line[20:].split() for line in out.splitlines() if line[20:21] == " "}
+    assert rows["generate"][0] == "8"
+    for variant in ("videokr dynamic", "videokr static"):
+        assert rows[variant][0] == "8" and rows[variant][3].endswith("x")
+    assert rows["videokr static x2"][0] == "16"
+    assert "read bandwidth" in out
+    assert "rollout is" in out and "of the step" in out
+
+
+def test_train_step_bench_runs_every_phase() -> None:
+    out = run_bench("train_step.py", "--frames", "4", "--new-tokens", "8", "--response", "16")
+    for phase in ("SFT text-only (base)", "SFT video", "GRPO rollout", "GRPO update"):
+        assert phase in out
