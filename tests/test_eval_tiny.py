@@ -126,8 +126,14 @@ def test_videokr_eval_runs_the_tiny_model_and_writes_results_and_details(
 def test_lighteval_command_line_runs_offline_through_the_wrapper(
     repo: Path, model_dir: Path, tmp_path: Path
 ) -> None:
-    """The documented plain-CLI line, offline: lighteval's own ``custom`` command with our two files."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VIDEOKR_EVAL_DATASET": str(repo)}
+    """The documented plain-CLI line, offline: lighteval's own ``custom`` command with our two files, and
+    without the nltk download errors lighteval's IFEval module prints at import (no nltk data here)."""
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "VIDEOKR_EVAL_DATASET": str(repo),
+        "NLTK_DATA": str(tmp_path / "no-nltk-data"),
+    }
     model = (
         f"model_name={model_dir},max_frames=4,cache_dir={tmp_path / 'cache'},"
         "generation_parameters={max_new_tokens:4}"
@@ -149,5 +155,6 @@ def test_lighteval_command_line_runs_offline_through_the_wrapper(
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "nltk_data" not in done.stdout + done.stderr
     (results_file,) = (tmp_path / "out").rglob("results_*.json")
     assert json.loads(results_file.read_text())["results"]["videokr_eval_text_only|0"]["n_items"] == 2

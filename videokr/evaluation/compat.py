@@ -11,7 +11,12 @@ module cannot be imported (offline, or the download fails), it registers an empt
 the same name. The registry then simply finds no TinyBenchmarks tasks in this process; no file is
 written anywhere and the installed lighteval is left as it is.
 
-A second import-time side effect: ``lighteval.pipeline`` imports lighteval's transformers model module,
+Offline, the IFEval task module (``lighteval.tasks.tasks.ifeval.instructions_utils``) also tries
+``nltk.download("punkt")`` / ``("punkt_tab")`` at import, and nltk prints two "Error loading punkt"
+messages for a resource none of our tasks use. `ensure_registry_importable` imports that module first
+with ``nltk.download`` answering "not available" quietly; the registry then finds it already imported.
+
+A third import-time side effect: ``lighteval.pipeline`` imports lighteval's transformers model module,
 which calls ``torch.set_grad_enabled(False)`` when imported, switching autograd off for the rest of the
 importing thread. A training step run later in the same process then fails ("does not require grad").
 `import_pipeline` imports it and puts the grad mode back.
@@ -32,6 +37,8 @@ __all__ = ["TINY_BENCHMARKS_MODULE", "ensure_registry_importable", "import_pipel
 logger = logging.getLogger(__name__)
 
 TINY_BENCHMARKS_MODULE = "lighteval.tasks.tasks.tiny_benchmarks"
+#: Built-in task modules that call ``nltk.download`` when imported.
+NLTK_AT_IMPORT_MODULES = ("lighteval.tasks.tasks.ifeval.instructions_utils",)
 
 
 def _offline() -> bool:
@@ -56,6 +63,8 @@ def ensure_registry_importable() -> bool:
     Online with the download working, the real module is imported (and lighteval caches the pickle as
     it always does). In offline mode (``HF_HUB_OFFLINE`` and friends) no download is attempted at all.
     """
+    if _offline():
+        _import_without_nltk_downloads(NLTK_AT_IMPORT_MODULES)
     if TINY_BENCHMARKS_MODULE in sys.modules or _pickle_present():
         return False
     if not _offline():
@@ -72,6 +81,25 @@ def ensure_registry_importable() -> bool:
     stand_in.TASKS_TABLE = []
     sys.modules[TINY_BENCHMARKS_MODULE] = stand_in
     return True
+
+
+def _import_without_nltk_downloads(modules: tuple[str, ...]) -> None:
+    """Import `modules` with ``nltk.download`` returning False silently (offline it can only fail, loudly)."""
+    import nltk
+
+    download = nltk.download
+    nltk.download = lambda *_args, **_kwargs: False
+    try:
+        for name in modules:
+            if name in sys.modules or importlib.util.find_spec(name) is None:
+                continue
+            try:
+                importlib.import_module(name)
+            except Exception as error:  # the registry will raise it again, with lighteval's context
+                sys.modules.pop(name, None)
+                logger.debug("pre-importing %s failed: %s", name, error)
+    finally:
+        nltk.download = download
 
 
 def import_pipeline() -> types.ModuleType:
