@@ -31,7 +31,9 @@ floor rises because the weights are read once per step for more sequences.
 (reference forward, policy forward/backward per ``--micro-batch``, AdamW), as `bench/train_step.py`
 times it, printed against the rollout time of ``generate`` and of the engine.
 
-    python bench/rollout.py --arch qwen2_5_vl --frames 32 --new-tokens 256          # CUDA, 7B
+    python bench/rollout.py --arch qwen2_5_vl --frames 32 --new-tokens 256          # CUDA, 7B, vs generate
+    # the recipe's rollout per GPU: 4 prompts x 8 completions of up to 2,048 tokens, 128 frames
+    python bench/rollout.py --frames 128 --new-tokens 2048 --prompts 4 --skip-generate --scale ''
     python bench/rollout.py --arch qwen3_vl --scale 4,8 --layers 18
     python bench/rollout.py --device cpu --tiny                                       # smoke run
 
