@@ -274,5 +274,8 @@ def test_generation_options_the_engine_lacks_are_refused() -> None:
         SamplingSettings.from_generation_kwargs({**base, "repetition_penalty": 1.1})
     with pytest.raises(ValueError, match="num_beams"):
         SamplingSettings.from_generation_kwargs({**base, "num_beams": 4})
+    with pytest.raises(ValueError, match=r"cache_implementation.*--rollout_cache"):
+        SamplingSettings.from_generation_kwargs({**base, "cache_implementation": "static"})
+    assert SamplingSettings.from_generation_kwargs({**base, "cache_implementation": None}).do_sample
     with pytest.raises(ValueError, match="compiled decoding needs the static cache"):
         RolloutOptions(cache="dynamic", compile=True)

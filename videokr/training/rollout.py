@@ -56,8 +56,6 @@ _HANDLED = {
     "pad_token_id",
     "bos_token_id",
     "suppress_tokens",
-    "cache_implementation",
-    "disable_compile",
 }
 _NEUTRAL = {"repetition_penalty": 1.0, "num_beams": 1, "num_return_sequences": 1, "use_cache": True}
 
@@ -86,8 +84,9 @@ class SamplingSettings:
             if key not in _HANDLED and value is not None and _NEUTRAL.get(key, object()) != value
         )
         if unsupported:
+            hint = " (its cache is --rollout_cache)" if "cache_implementation" in unsupported else ""
             raise ValueError(
-                f"the video rollout engine does not implement generation option(s) {unsupported}; "
+                f"the video rollout engine does not implement generation option(s) {unsupported}{hint}; "
                 "remove them or train with --rollout_engine generate (transformers' generate)"
             )
         eos = kwargs.get("eos_token_id")
