@@ -60,7 +60,13 @@ __all__ = ["VideoBatch", "VideoGRPOTrainer"]
 
 class VideoGRPOTrainer(GRPOTrainer):
     """GRPOTrainer for rows with a ``video`` column (path or ``{"path", "bytes"}``) and a chat ``prompt``
-    whose user turn has a ``{"type": "video"}`` part; see the module docstring for what is overridden."""
+    whose user turn has a ``{"type": "video"}`` part; see the module docstring for what is overridden.
+
+    ``sampling`` is how clips become frames (as in SFT and evaluation); ``rollout_engine`` picks our
+    `VideoRolloutEngine` (default) or TRL's ``model.generate`` path, and ``rollout`` the engine's options.
+    Compilation left at its default is turned off when the weights are sharded (ZeRO-3, FSDP): gathered
+    weights get new addresses every rollout, so a captured CUDA graph would not hold.
+    """
 
     def __init__(
         self,
@@ -73,8 +79,6 @@ class VideoGRPOTrainer(GRPOTrainer):
         super().__init__(*args, **kwargs)
         if self.use_vllm or self.tools or self.rollout_func is not None:
             raise NotImplementedError("VideoGRPOTrainer supports transformers generation without tools only")
-        if self.use_transformers_continuous_batching:
-            raise NotImplementedError("transformers continuous batching does not take video inputs")
         if rollout_engine not in ("videokr", "generate"):
             raise ValueError(f"rollout_engine must be 'videokr' or 'generate', not {rollout_engine!r}")
         self.clip_loader = ClipLoader(self.processing_class, sampling)
@@ -88,7 +92,6 @@ class VideoGRPOTrainer(GRPOTrainer):
         if rollout_engine == "videokr":
             options = rollout or RolloutOptions()
             if options.compile is None and self._weights_sharded():
-                # Gathered weights get new addresses every rollout: a captured graph would not hold.
                 options = dataclasses.replace(options, compile=False)
             settings = SamplingSettings.from_generation_kwargs(self.generation_kwargs)
             self.rollout_engine = VideoRolloutEngine(settings, options)
