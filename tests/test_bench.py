@@ -29,7 +29,8 @@ def test_rollout_bench_compares_the_engine_with_generate_and_the_floor() -> None
     assert rows["generate"][0] == "8"
     for variant in ("videokr dynamic", "videokr static"):
         assert rows[variant][0] == "8" and rows[variant][3].endswith("x")
-    assert rows["videokr static x2"][0] == "16"
+    (scaled,) = [label for label in rows if label.endswith(" x2")]  # the fastest variant, at 2 prompts
+    assert rows[scaled][0] == "16"
     assert "read bandwidth" in out
     assert "rollout is" in out and "of the step" in out
 
