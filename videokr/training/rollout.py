@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 import torch
 from transformers import CompileConfig, DynamicCache, StaticCache
+from trl.trainer.utils import pad
 
 from videokr.training.batch import EncodedPrompts
 
@@ -138,7 +139,6 @@ class Rollout:
     logprobs: list[list[float]]
     prefill_s: float = 0.0
     decode_s: float = 0.0
-    decode_steps: int = 0
     prompts_prefilled: int = 0
 
     @property
@@ -179,34 +179,28 @@ class VideoRolloutEngine:
 
         completion_ids: list[list[int]] = [[] for _ in range(len(prompts))]
         logprobs: list[list[float]] = [[] for _ in range(len(prompts))]
-        steps = 0
         start = time.perf_counter()
         for samples in self._decode_chunks(sample_to_prompt):
             index = torch.tensor([sample_to_prompt[s] for s in samples], device=device)
-            tokens, logps, lengths, chunk_steps = self._decode(model, prefilled, index)
+            tokens, logps, lengths = self._decode(model, prefilled, index)
             tokens, logps, lengths = tokens.cpu(), logps.cpu(), lengths.cpu()  # one transfer, not per row
-            steps += chunk_steps
             for row, sample in enumerate(samples):
                 n = int(lengths[row])
                 completion_ids[sample] = tokens[row, :n].tolist()
                 logprobs[sample] = logps[row, :n].tolist()
         decode_s = time.perf_counter() - start
-        return Rollout(completion_ids, logprobs, prefill_s, decode_s, steps, len(distinct))
+        return Rollout(completion_ids, logprobs, prefill_s, decode_s, len(distinct))
 
     # ----------------------------------------------------------------------------------------- prefill
 
     def _prefill(self, model: torch.nn.Module, prompts: EncodedPrompts, device: torch.device) -> _Prefilled:
         """Left-pad the distinct prompts together; run them in chunks; keep their caches and last logits."""
-        pad = self.settings.pad_token_id
-        length = max(len(ids) for ids in prompts.prompt_ids)
-        input_ids = torch.full((len(prompts), length), pad, dtype=torch.long)
-        mm_types = torch.zeros((len(prompts), length), dtype=torch.long)
-        mask = torch.zeros((len(prompts), length), dtype=torch.long)
-        for row, (ids, mm) in enumerate(zip(prompts.prompt_ids, prompts.mm_token_type_ids, strict=True)):
-            input_ids[row, length - len(ids) :] = torch.tensor(ids)
-            mm_types[row, length - len(mm) :] = torch.tensor(mm)
-            mask[row, length - len(ids) :] = 1
-        input_ids, mm_types, mask = input_ids.to(device), mm_types.to(device), mask.to(device)
+        # Left padding with TRL's own `pad`, as its generation path pads the same prompts.
+        ids = [torch.tensor(p, dtype=torch.long) for p in prompts.prompt_ids]
+        input_ids = pad(ids, padding_value=self.settings.pad_token_id, padding_side="left").to(device)
+        mask = pad([torch.ones_like(i) for i in ids], padding_side="left").to(device)
+        mm_types = [torch.tensor(m, dtype=torch.long) for m in prompts.mm_token_type_ids]
+        mm_types = pad(mm_types, padding_side="left").to(device)
 
         logits, keys, values, positions = [], [], [], []
         step = self.options.prefill_batch
@@ -255,8 +249,8 @@ class VideoRolloutEngine:
 
     def _decode(
         self, model: torch.nn.Module, prefilled: _Prefilled, index: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-        """Decode the samples whose prompts are `index`; returns tokens, log-probs, lengths, steps run."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Decode the samples whose prompts are `index`; returns tokens, log-probs and lengths."""
         s, options = self.settings, self.options
         rows, prompt_length = len(index), prefilled.attention_mask.shape[1]
         device = index.device
@@ -282,7 +276,6 @@ class VideoRolloutEngine:
         lengths = torch.full((rows,), s.max_new_tokens, dtype=torch.long, device=device)
         done = torch.zeros(rows, dtype=torch.bool, device=device)
         token, logp = self._choose(prefilled.logits.index_select(0, index), suppress)
-        steps = 0
         for step in range(s.max_new_tokens):
             token = token.masked_fill(done, s.pad_token_id)
             tokens[:, step], logps[:, step] = token, logp.masked_fill(done, 0.0)
@@ -303,8 +296,7 @@ class VideoRolloutEngine:
                 logits_to_keep=1,
             ).logits[:, -1]
             token, logp = self._choose(logits.float(), suppress)
-            steps += 1
-        return tokens, logps, lengths, steps
+        return tokens, logps, lengths
 
     def _reusable_static_cache(
         self, model: torch.nn.Module, rows: int, capacity: int, like: torch.Tensor
