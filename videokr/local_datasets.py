@@ -47,8 +47,11 @@ def load_local(
     return datasets.load_dataset(os.fspath(folder), split=split, cache_dir=cache_dir_for(folder))
 
 
-def refresh_shared_cache(folder: str | os.PathLike[str]) -> None:
-    """Prepare `folder` again into the default cache entry that a plain ``load_dataset(folder)`` reads."""
+def refresh_shared_cache(location: str | os.PathLike[str]) -> None:
+    """When `location` is a local folder, prepare it again into the default cache entry that a plain
+    ``load_dataset(folder)`` reads; a Hub id is left alone (its cache is keyed by revision)."""
     import datasets
 
-    datasets.load_dataset(os.fspath(folder), download_mode="force_redownload", verification_mode="no_checks")
+    folder = os.path.expanduser(location)
+    if os.path.isdir(folder):
+        datasets.load_dataset(folder, download_mode="force_redownload", verification_mode="no_checks")

@@ -21,9 +21,8 @@ def main() -> None:
 
     # lighteval loads a local dataset folder through the shared datasets cache, which may hold another
     # folder's rows under the same name (see `videokr.local_datasets`).
-    location = os.environ.get(DATASET_ENV, "")
-    if location and os.path.isdir(os.path.expanduser(location)):
-        refresh_shared_cache(os.path.expanduser(location))
+    if location := os.environ.get(DATASET_ENV):
+        refresh_shared_cache(location)
     from lighteval.__main__ import app
 
     app(prog_name="lighteval")

@@ -10,7 +10,6 @@ lighteval's full metric table (which it still writes to the results file).
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -70,7 +69,8 @@ def run_eval(
     from videokr.evaluation.tasks import build_tasks, dataset_location
 
     configure_judge(judge)
-    _refresh_if_local(dataset or dataset_location())
+    # lighteval loads the dataset itself, through the shared cache (see `videokr.local_datasets`).
+    refresh_shared_cache(dataset or dataset_location())
     module = ModuleType("videokr_eval_tasks")
     module.TASKS_TABLE = build_tasks(dataset)
     if not isinstance(model, LightevalModel):
@@ -90,13 +90,6 @@ def run_eval(
     pipeline.save_and_push_results()
     written = sorted(set(output.rglob("results_*.json")) - before)
     return EvalRun(pipeline.get_results(), written[-1] if written else None, output)
-
-
-def _refresh_if_local(location: str) -> None:
-    """lighteval calls ``load_dataset(folder)`` with the shared cache, which can hold another folder's
-    rows under the same name (`videokr.local_datasets`): prepare the folder again right before."""
-    if os.path.isdir(os.path.expanduser(location)):
-        refresh_shared_cache(os.path.expanduser(location))
 
 
 def _fmt(value: float | None) -> str:
