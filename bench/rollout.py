@@ -47,7 +47,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from train_step import Clock, VideoPrompt, add_model_args, build_bench, grpo_update, make_optimizer
+from train_step import (
+    Clock,
+    VideoPrompt,
+    add_model_args,
+    build_bench,
+    grpo_update,
+    make_optimizer,
+    set_checkpointing,
+    update_batch,
+)
 
 from videokr.training.batch import EncodedPrompts, VideoBatch
 from videokr.training.rollout import Rollout, RolloutOptions, SamplingSettings, VideoRolloutEngine
@@ -202,20 +211,14 @@ def update_seconds(
     """One GRPO optimizer update on the rollout's sequences (see `bench/train_step.py`)."""
     model.train()
     model.requires_grad_(True)
-    if hasattr(model, "activation_checkpointing_enable"):
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    set_checkpointing(model, True)
     optimizer = make_optimizer(model, "adamw", clock.device)
-    rows = sequences.shape[0]
-    batch = {k: v.to(clock.device) for k, v in prompt.repeated(rows).items()}
-    completion = sequences.shape[1] - batch["input_ids"].shape[1]
-    batch["mm_token_type_ids"] = torch.cat(
-        [batch["mm_token_type_ids"], torch.zeros_like(sequences[:, -completion:])], dim=1
-    )
-    batch["input_ids"], batch["attention_mask"] = sequences, torch.ones_like(sequences)
+    rollout = {k: v.to(clock.device) for k, v in prompt.repeated(sequences.shape[0]).items()}
+    completion = sequences.shape[1] - rollout["input_ids"].shape[1]
+    batch = update_batch(rollout, sequences)
     result = clock.repeat(lambda: grpo_update(model, batch, completion, args.micro_batch, optimizer), 1, 1)
     model.eval()
-    if hasattr(model, "activation_checkpointing_disable"):
-        model.activation_checkpointing_disable()
+    set_checkpointing(model, False)
     return result["seconds"]
 
 

@@ -472,22 +472,36 @@ class Setup:
         return row(label, tokens, result, flops, self.args.peak_tflops, self.matmul)
 
     def checkpointing(self, on: bool) -> None:
-        """Activation checkpointing on for training, off for generation (it would disable the KV cache).
+        """Activation checkpointing on for training (unless --no-grad-ckpt), off for generation."""
+        set_checkpointing(self.model, on and not self.args.no_grad_ckpt)
 
-        transformers 5.2x renamed the methods; older 5.x (e.g. on a GPU box) only has the old names.
-        """
-        model = self.model
-        if on and not self.args.no_grad_ckpt:
-            if hasattr(model, "activation_checkpointing_enable"):
-                model.activation_checkpointing_enable(
-                    activation_checkpointing_kwargs={"use_reentrant": False}
-                )
-            else:
-                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        elif hasattr(model, "activation_checkpointing_disable"):
-            model.activation_checkpointing_disable()
+
+def set_checkpointing(model: torch.nn.Module, on: bool) -> None:
+    """Activation checkpointing on or off (off for generation: it would disable the KV cache).
+
+    transformers 5.2x renamed the methods; older 5.x (e.g. on a GPU box) only has the old names.
+    """
+    if on:
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
-            model.gradient_checkpointing_disable()
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif hasattr(model, "activation_checkpointing_disable"):
+        model.activation_checkpointing_disable()
+    else:
+        model.gradient_checkpointing_disable()
+
+
+def update_batch(rollout: dict[str, torch.Tensor], sequences: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The forward inputs of prompt + completion `sequences` generated from the `rollout` inputs: the
+    video tensors as they were, the completion typed as text."""
+    completion_types = torch.zeros_like(sequences[:, rollout["input_ids"].shape[1] :])
+    return dict(
+        rollout,
+        input_ids=sequences,
+        attention_mask=torch.ones_like(sequences),
+        mm_token_type_ids=torch.cat([rollout["mm_token_type_ids"], completion_types], dim=1),
+    )
 
 
 def run_sft(s: Setup) -> None:
@@ -551,13 +565,7 @@ def run_update(s: Setup, rollout: dict[str, torch.Tensor], sequences: torch.Tens
     s.checkpointing(True)
     s.model.requires_grad_(True)
     optimizer = make_optimizer(s.model, s.args.optimizer, s.device)
-    completion_types = torch.zeros_like(sequences[:, rollout["input_ids"].shape[1] :])
-    batch = dict(
-        rollout,
-        input_ids=sequences,
-        attention_mask=torch.ones_like(sequences),
-        mm_token_type_ids=torch.cat([rollout["mm_token_type_ids"], completion_types], dim=1),
-    )
+    batch = update_batch(rollout, sequences)
     tokens = sequences.numel()
     flops = 8 * s.counts.language * tokens + 4 * s.vision_forward * s.args.group  # see the docstring
     result = s.time(lambda: grpo_update(s.model, batch, s.args.new_tokens, s.args.micro_batch, optimizer))
