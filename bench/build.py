@@ -23,8 +23,8 @@ from pathlib import Path
 import datasets
 
 import videokr_sft
-from videokr.hub import build_repo
-from videokr.release import RELEASE_FILES, ClipStore
+from videokr.data.hub import build_repo
+from videokr.data.release import RELEASE_FILES, ClipStore
 from videokr.sample import generate_sample_corpus
 
 

@@ -4,7 +4,7 @@ Three paths turn the same rows into model input, at the same frames and resoluti
 
 - **ours**: `VideoSFTCollator` (probe + decode the sampled frames, resize to the processor's patch grid,
   render the chat template, one processor call, response labels).
-- **floor**: `videokr.video.sample_frames` with the frame indices `ours` picked, nothing else. Decoding
+- **floor**: `videokr.vision.sample_frames` with the frame indices `ours` picked, nothing else. Decoding
   has to happen whatever the pipeline, so this is the best any path could do; "ratio vs floor" says how
   much the rest of the collator costs on top.
 - **common**: what the model cards show: ``qwen_vl_utils.process_vision_info`` (its own decode, torchvision
@@ -48,20 +48,12 @@ import torch
 from torch.utils.data import DataLoader
 
 import videokr_sft
-from videokr import prompts
-from videokr.hub import build_repo
+from videokr.data import prompts
+from videokr.data.hub import build_repo
 from videokr.models.tiny import ARCHES, build_tiny_model
 from videokr.sample import generate_sample_corpus
-from videokr.training import (
-    PAPER_MAX_PIXELS,
-    ClipLoader,
-    FrameSampling,
-    VideoSFTCollator,
-    load_video_dataset,
-    to_sft_rows,
-)
-from videokr.training.clips import video_source
-from videokr.video import sample_frames
+from videokr.training import VideoSFTCollator, load_video_dataset, to_sft_rows
+from videokr.vision import PAPER_MAX_PIXELS, FrameSampling, VisualLoader, sample_frames, video_source
 
 REAL_CLIP = (
     Path(__file__).resolve().parents[1] / "videokr" / "sample" / "assets" / "real" / "bigbuckbunny.mp4"
@@ -240,7 +232,7 @@ def run_case(
 ) -> None:
     """Time the three paths on `case` and print one table."""
     rows = repeat(case.rows, samples)
-    loader = ClipLoader(processor, sampling)
+    loader = VisualLoader(processor, sampling)
     indices = {p: list(loader.load(p).metadata.frames_indices) for p in sorted({clip_path(r) for r in rows})}
     nframes = {p: len(i) for p, i in indices.items()}
     merge = int(processor.video_processor.merge_size)
@@ -296,7 +288,9 @@ def main() -> None:
     parser.add_argument("--max-frames", type=int, default=128, help="frame cap (paper: 128)")
     parser.add_argument("--num-frames", type=int, default=None, help="fixed frame count instead of --fps")
     parser.add_argument("--max-pixels", type=int, default=PAPER_MAX_PIXELS, help="pixels per frame (paper)")
-    parser.add_argument("--backend", default=None, help="videokr.video backend for ours and the floor")
+    parser.add_argument(
+        "--backend", default=None, help="videokr.vision.decode backend for ours and the floor"
+    )
     parser.add_argument("--clip", type=Path, action="append", default=[], help="extra case: a local video")
     parser.add_argument("--no-sample-corpus", action="store_true", help="skip the sample-corpus case")
     args = parser.parse_args()

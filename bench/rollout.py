@@ -58,8 +58,8 @@ from train_step import (
     update_batch,
 )
 
-from videokr.training.batch import EncodedPrompts, VideoBatch
 from videokr.training.rollout import Rollout, RolloutOptions, SamplingSettings, VideoRolloutEngine
+from videokr.vision import EncodedPrompts, VideoBatch
 
 # ---------------------------------------------------------------------------------------------- inputs
 

@@ -68,7 +68,7 @@ from typing import Any
 
 import torch
 
-from videokr import prompts
+from videokr.data import prompts
 from videokr.models.tiny import ARCHES, build_tiny_tokenizer, tiny_config
 
 # --------------------------------------------------------------------------------------------- model

@@ -11,16 +11,16 @@ from typing import Any
 
 import datasets
 
+from videokr.data.local import load_local
 from videokr.evaluation.inputs import GenerationRequest
 from videokr.evaluation.model import Generation, VideoLightevalModel, VideoModelConfig
-from videokr.local_datasets import load_local
 
 
 @functools.cache
 def eval_repo(sample_corpus: Path, out: Path) -> Path:
     """The sample corpus built into the no-code VideoKR-Eval folder (once per session)."""
     import videokr_eval
-    from videokr.hub import build_repo
+    from videokr.data.hub import build_repo
 
     build_repo(videokr_eval.SPEC, sample_corpus, out, workers=1, progress=False)
     return out

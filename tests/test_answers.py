@@ -6,7 +6,6 @@ reward cases pin the four corners of 0.9 × accuracy + 0.1 × format; the ROUGE 
 
 from __future__ import annotations
 
-import functools
 import random
 import re
 import time
@@ -16,24 +15,24 @@ from typing import Any
 import pytest
 from trl.trainer.utils import get_callable_name
 
-from videokr.answers import (
-    REWARD_WEIGHTS,
+from videokr.data.answer_format import has_valid_format, rouge_mean
+from videokr.evaluation.answers import (
     Extraction,
     ScoredPrediction,
-    accuracy_reward,
-    accuracy_score,
-    completion_text,
     extract_answer,
     extract_choice,
     extract_open_answer,
+    score_prediction,
+)
+from videokr.evaluation.judge import judge_input, parse_judge_verdict
+from videokr.training.rewards import (
+    REWARD_WEIGHTS,
+    accuracy_reward,
+    accuracy_score,
+    completion_text,
     format_reward,
-    has_valid_format,
-    judge_input,
-    parse_judge_verdict,
     reward_functions,
     reward_score,
-    rouge_mean,
-    score_prediction,
     videokr_reward,
 )
 
@@ -232,17 +231,10 @@ def test_paper_reward_on_known_completions(
     assert reward_score(completion, answer, problem_type, OPTIONS) == pytest.approx(expected)
 
 
-def test_robust_accuracy_is_a_switch_that_scores_like_evaluation() -> None:
-    lower = "<think>p</think>\n<answer>b</answer>"
-    assert reward_score(lower, "B", "multiple choice", OPTIONS, strict=False) == pytest.approx(1.0)
-    assert reward_score("The answer is B.", "B", "multiple choice", OPTIONS, strict=False) == pytest.approx(
-        0.9
-    )
-    assert accuracy_score("<answer>A</answer><answer>B</answer>", "B", "multiple choice", OPTIONS) == 0.0
-    assert (
-        accuracy_score("<answer>A</answer><answer>B</answer>", "B", "multiple choice", OPTIONS, strict=False)
-        == 1.0
-    )
+def test_reward_reads_the_first_block_where_evaluation_reads_the_last() -> None:
+    two_blocks = "<answer>A</answer><answer>B</answer>"
+    assert accuracy_score(two_blocks, "B", "multiple choice", OPTIONS) == 0.0
+    assert score_prediction(two_blocks, "B", "multiple choice", OPTIONS).correct
 
 
 def trl_kwargs(completions: list[Any], **columns: list[Any]) -> dict[str, Any]:
@@ -287,9 +279,10 @@ def test_reward_functions_take_plain_string_completions_and_missing_options() ->
 def test_reward_names_are_what_trl_logs() -> None:
     assert get_callable_name(accuracy_reward) == "accuracy_reward"
     assert get_callable_name(format_reward) == "format_reward"
-    robust, _ = reward_functions(strict=False)
-    assert isinstance(robust, functools.partial) and get_callable_name(robust) == "accuracy_reward"
     assert reward_functions() == [accuracy_reward, format_reward]
+    assert reward_functions(["videokr"]) == [videokr_reward]
+    with pytest.raises(ValueError, match="choose from"):
+        reward_functions(["accuracy", "acuracy"])
     assert list(REWARD_WEIGHTS) == [0.9, 0.1]
 
 

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from videokr.croissant import CONTEXT, CroissantError, validate_croissant, write_croissant
+from videokr.data.croissant import CONTEXT, CroissantError, validate_croissant, write_croissant
 from videokr.sample.encode import write_clip
 
 STRING = datasets.Value("string")

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from eval_fixtures import eval_repo, eval_rows, scripted_model, tiny_model_dir
 
+from videokr.data.records import LETTERS, MULTIPLE_CHOICE
 from videokr.evaluation.inputs import GenerationRequest
 from videokr.evaluation.leaderboard import build_leaderboard, leaderboard_command
 from videokr.evaluation.run import run_eval
-from videokr.records import LETTERS, MULTIPLE_CHOICE
 
 
 @pytest.fixture(scope="module")

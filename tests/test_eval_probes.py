@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from eval_fixtures import eval_repo, eval_rows, scripted_model, tiny_model_dir
 
+from videokr.data.records import LETTERS, MULTIPLE_CHOICE
 from videokr.evaluation.inputs import GenerationRequest, probe_frame_index
 from videokr.evaluation.run import run_eval
 from videokr.evaluation.tasks import SINGLE_FRAME_TRIALS
-from videokr.records import LETTERS, MULTIPLE_CHOICE
-from videokr.video import probe as probe_clip
+from videokr.vision.decode import probe as probe_clip
 
 MAX_FRAMES = 4
 

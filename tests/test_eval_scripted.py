@@ -17,12 +17,12 @@ import pytest
 from eval_fixtures import eval_repo, eval_rows, scripted_model, tiny_model_dir
 from pipeline_fixtures import ChatServer, message_text
 
-from videokr.answers import rouge_mean
+from videokr.data.answer_format import rouge_mean
+from videokr.data.records import LETTERS, MULTIPLE_CHOICE
 from videokr.errors import VideoKRError
 from videokr.evaluation.inputs import GenerationRequest
 from videokr.evaluation.judge import Judge, JudgeSettings
 from videokr.evaluation.run import run_eval
-from videokr.records import LETTERS, MULTIPLE_CHOICE
 
 
 @pytest.fixture(scope="module")

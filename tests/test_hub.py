@@ -15,9 +15,9 @@ from huggingface_hub import DatasetCard
 import videokr_eval
 import videokr_rl
 import videokr_sft
-from videokr.hub import MANIFEST_PATH, BuildReport, build_repo, record_features
-from videokr.records import read_records
-from videokr.release import RELEASE_FILES
+from videokr.data.hub import MANIFEST_PATH, BuildReport, build_repo
+from videokr.data.records import read_records, record_features
+from videokr.data.release import RELEASE_FILES
 
 SPECS = {"sft": videokr_sft.SPEC, "rl": videokr_rl.SPEC, "eval": videokr_eval.SPEC}
 ROOTS = {"sft": "VideoKR-Train", "rl": "VideoKR-Train", "eval": "VideoKR-Eval"}
@@ -79,7 +79,7 @@ def test_built_folder_loads_with_the_record_features_and_all_rows(
 
 @pytest.mark.parametrize("kind", ["sft", "eval"])
 def test_videos_decode_normal_and_streaming_to_the_clip_frame_count(built: dict, kind: str) -> None:
-    from videokr.video import probe
+    from videokr.vision.decode import probe
 
     out, _ = built[kind]
     split = SPECS[kind].split
@@ -151,7 +151,7 @@ def test_card_yaml_is_the_loader_and_statistics_match_the_rows(built: dict, kind
 
 @pytest.mark.parametrize("kind", ["sft", "eval"])
 def test_croissant_validates(built: dict, kind: str) -> None:
-    from videokr.croissant import validate_croissant
+    from videokr.data.croissant import validate_croissant
 
     out, _ = built[kind]
     validate_croissant(out / "croissant.json")
@@ -240,7 +240,7 @@ def test_a_clip_shared_with_another_dataset_is_kept_out(
 def test_a_crash_while_copying_loses_nothing_already_written(
     sample_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from videokr import release
+    from videokr.data import release
 
     real_copy = release.ClipRef.copy_to
     calls = {"n": 0}

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from pipeline_fixtures import image_count, message_text
 
+from videokr.data.release import ClipStore
 from videokr.pipeline.client import CallableBackend, ModelClient
 from videokr.pipeline.common import read_jsonl, write_jsonl
 from videokr.pipeline.screen import SAFETY_FRAMES, check_safety, judge_visual_relevance
-from videokr.release import ClipStore
 
 
 @pytest.fixture(scope="module")

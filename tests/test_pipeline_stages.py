@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from pipeline_fixtures import ChatServer, image_count, message_text
 
+from videokr.data.records import parse_row, read_records
+from videokr.data.release import ClipStore
 from videokr.pipeline.client import CallableBackend, ModelClient, OpenAIBackend, TransformersBackend
 from videokr.pipeline.common import read_jsonl, report_path
 from videokr.pipeline.filters import validate_rationales, video_dependency
@@ -21,8 +23,6 @@ from videokr.pipeline.generate import generate
 from videokr.pipeline.probe import single_frame_probe
 from videokr.pipeline.split import split_by_video, write_eval_release, write_training_release
 from videokr.pipeline.verify import verify
-from videokr.records import parse_row, read_records
-from videokr.release import ClipStore
 
 TRAIN = "VideoKR-Train"
 
@@ -339,7 +339,7 @@ def test_single_frame_probe_keeps_items_no_model_solves(eval_subset: Path, tmp_p
 def test_split_is_by_video_and_release_builds(sample_corpus: Path, videos: Path, tmp_path: Path) -> None:
     import importlib
 
-    from videokr.hub import build_repo
+    from videokr.data.hub import build_repo
 
     clips = [row["path"] for row in read_jsonl(videos)]
     records = [

@@ -13,19 +13,8 @@ import numpy as np
 import pytest
 from transformers.video_utils import VideoMetadata
 
-from videokr.models.tiny import (
-    ARCHES,
-    IM_END,
-    IM_START,
-    VIDEO_PAD,
-    VISION_END,
-    VISION_START,
-    build_tiny_processor,
-)
-from videokr.prompts import (
+from videokr.data.prompts import (
     DEFAULT_PROMPT_STYLE,
-    JUDGE_PROMPT_MC,
-    JUDGE_PROMPT_OPEN_ENDED,
     MC_SUFFIX,
     OPEN_ENDED_SUFFIX,
     VIDEO_PLACEHOLDER,
@@ -34,9 +23,18 @@ from videokr.prompts import (
     build_prompt,
     format_options,
     has_embedded_options,
-    judge_prompt,
     suffix_for,
     video_part,
+)
+from videokr.evaluation.judge import JUDGE_PROMPT_MC, JUDGE_PROMPT_OPEN_ENDED, judge_prompt
+from videokr.models.tiny import (
+    ARCHES,
+    IM_END,
+    IM_START,
+    VIDEO_PAD,
+    VISION_END,
+    VISION_START,
+    build_tiny_processor,
 )
 
 OFFICIAL_MC_SUFFIX = (

@@ -23,9 +23,9 @@ from fake_hub import FakeHub
 from huggingface_hub import constants
 from huggingface_hub.utils import logging as hf_logging
 
-from videokr import cli, publish
-from videokr.errors import VideoKRError
-from videokr.publish import (
+from videokr import cli
+from videokr.data import publish
+from videokr.data.publish import (
     PlannedFile,
     PublishError,
     UploadPlan,
@@ -33,6 +33,7 @@ from videokr.publish import (
     publish_command,
     publish_folder,
 )
+from videokr.errors import VideoKRError
 
 TOKEN = "hf_TEST_token_do_not_print_9f2c1e"
 REPO_ID = "videokr-test/VideoKR-Eval"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from videokr.data.records import MULTIPLE_CHOICE, OPEN_ENDED, Record, parse_row, read_records
 from videokr.errors import RecordError
-from videokr.records import MULTIPLE_CHOICE, OPEN_ENDED, Record, parse_row, read_records
 
 SFT_ROW = {
     "problem_id": "sft-001",

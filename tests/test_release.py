@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from videokr.data.release import ClipStore, ConcatenatedReader, find_release_file
 from videokr.errors import VideoKRError
-from videokr.release import ClipStore, ConcatenatedReader, find_release_file
 
 
 def make_tar(path: Path, members: dict[str, bytes]) -> Path:

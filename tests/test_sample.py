@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from videokr.cli import main as cli_main
-from videokr.records import DISCIPLINES, LETTERS, SKILLS, Record, parse_row
+from videokr.data.records import DISCIPLINES, LETTERS, SKILLS, Record, parse_row
 from videokr.sample import EVAL_DIR, TRAIN_DIR, generate_sample_corpus, real_clips
 from videokr.sample.families.healthcare import ECG_BASELINE, ECG_PX_PER_S
 from videokr.sample.families.humanities import LAMP

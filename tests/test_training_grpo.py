@@ -15,11 +15,11 @@ import torch
 from training_fixtures import SAMPLING, corrupt_clip, rl_folder, tiny_dirs
 from trl import GRPOConfig
 
-from videokr import prompts
-from videokr.answers import REWARD_WEIGHTS, reward_functions, videokr_reward
+from videokr.data import prompts
 from videokr.errors import VideoDecodeError
 from videokr.training import freeze_vision, load_video_dataset, to_grpo_rows, vision_parts
 from videokr.training.grpo import VideoGRPOTrainer
+from videokr.training.rewards import REWARD_WEIGHTS, reward_functions, videokr_reward
 
 __all__ = ["rl_folder", "tiny_dirs"]  # module fixtures, imported so pytest finds them here
 

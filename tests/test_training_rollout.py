@@ -17,10 +17,10 @@ import torch
 from training_fixtures import SAMPLING, rl_folder, tiny_dirs
 from trl import GRPOConfig
 
-from videokr.training import ClipLoader, load_video_dataset, to_grpo_rows
-from videokr.training.batch import EncodedPrompts, VideoBatch, encode_prompts
+from videokr.training import load_video_dataset, to_grpo_rows
 from videokr.training.grpo import VideoGRPOTrainer
 from videokr.training.rollout import RolloutOptions, SamplingSettings, VideoRolloutEngine, _truncate
+from videokr.vision import EncodedPrompts, VideoBatch, VisualLoader, encode_prompts
 
 __all__ = ["rl_folder", "tiny_dirs"]  # module fixtures, imported so pytest finds them here
 
@@ -50,7 +50,7 @@ def load(model_dir: Path) -> tuple[Any, Any]:
 def grouped(processor: Any, rows: list[dict[str, Any]]) -> EncodedPrompts:
     """Every row repeated GROUP times, as TRL's sampler lays out a generation batch."""
     samples = [row for row in rows for _ in range(GROUP)]
-    return encode_prompts(processor, ClipLoader(processor, SAMPLING), samples)
+    return encode_prompts(processor, VisualLoader(processor, SAMPLING), samples)
 
 
 def greedy(model: Any, processor: Any, **overrides: Any) -> SamplingSettings:

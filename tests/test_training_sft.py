@@ -17,7 +17,7 @@ from training_fixtures import SAMPLING, corrupt_clip, sft_folder
 from transformers import BatchFeature
 from trl import SFTConfig, SFTTrainer
 
-from videokr import prompts
+from videokr.data import prompts
 from videokr.errors import VideoDecodeError
 from videokr.models.tiny import ARCHES, IM_END, build_tiny_model
 from videokr.training import (

@@ -20,9 +20,9 @@ import av
 import numpy as np
 import pytest
 
-from videokr import video
 from videokr.errors import VideoDecodeError
 from videokr.sample.encode import write_clip
+from videokr.vision import decode as video
 
 BACKENDS = video.available_backends()
 NTSC = Fraction(30000, 1001)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from videokr.training import FrameSampling
+from videokr.vision import FrameSampling
 
 #: 4 frames, each at most 64 × 64 pixels: a few dozen vision patches per clip.
 SAMPLING = FrameSampling(num_frames=4, max_pixels=64 * 64, min_pixels=28 * 28)
@@ -21,7 +21,7 @@ SAMPLING_ARGS = ["--num_frames", "4", "--max_pixels", "4096", "--min_pixels", "7
 def sft_folder(sample_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """VideoKR-SFT built from the sample corpus (rows with `think`, a clip file per row)."""
     import videokr_sft
-    from videokr.hub import build_repo
+    from videokr.data.hub import build_repo
 
     out = tmp_path_factory.mktemp("hub") / "sft"
     build_repo(videokr_sft.SPEC, sample_corpus, out, workers=1, progress=False)
@@ -32,7 +32,7 @@ def sft_folder(sample_corpus: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def rl_folder(sample_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """VideoKR-RL built from the sample corpus."""
     import videokr_rl
-    from videokr.hub import build_repo
+    from videokr.data.hub import build_repo
 
     out = tmp_path_factory.mktemp("hub") / "rl"
     build_repo(videokr_rl.SPEC, sample_corpus, out, workers=1, progress=False)

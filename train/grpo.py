@@ -4,7 +4,7 @@
         --config train/recipes/qwen2_5_vl_7b/grpo.yaml
 
 Rewards are the paper's: 0.9 × accuracy + 0.1 × format, as two logged reward functions with weights
-[0.9, 0.1] (`videokr.answers`, the same code the evaluation scores with).
+[0.9, 0.1] (`videokr.training.rewards`, the official rule of `videokr.data.answer_format`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import logging
 from transformers import AutoModelForImageTextToText, AutoProcessor
 from trl import GRPOConfig, ModelConfig, TrlParser, get_peft_config
 
-from videokr.answers import REWARD_WEIGHTS, reward_functions
 from videokr.training import VideoArguments, freeze_vision, load_video_dataset, to_grpo_rows
 from videokr.training.grpo import VideoGRPOTrainer
+from videokr.training.rewards import REWARD_WEIGHTS, reward_functions
 
 logger = logging.getLogger("videokr.train.grpo")
 

@@ -36,7 +36,7 @@ def _tiny_model(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from videokr.records import read_records
+    from videokr.data.records import read_records
 
     failed = 0
     for path in args.files:
@@ -52,7 +52,7 @@ DATASET_PACKAGES = {"sft": "videokr_sft", "rl": "videokr_rl", "eval": "videokr_e
 def _build(args: argparse.Namespace) -> int:
     import importlib
 
-    from videokr.hub import build_repo
+    from videokr.data.hub import build_repo
 
     spec = importlib.import_module(DATASET_PACKAGES[args.dataset]).SPEC
     report = build_repo(
@@ -71,7 +71,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from videokr.publish import publish_command
+    from videokr.data.publish import publish_command
 
     return publish_command(args.folder, args.repo_id, private=args.private, dry_run=args.dry_run)
 

@@ -128,7 +128,7 @@ def run_demo(out: Path, *, small: bool = False) -> DemoResult:
         import videokr_eval
         import videokr_rl
         import videokr_sft
-        from videokr.hub import build_repo
+        from videokr.data.hub import build_repo
 
         for name, spec, disjoint in (
             ("eval", videokr_eval.SPEC, []),
@@ -237,7 +237,7 @@ def _quiet() -> None:
 
 
 def _load_rows(folders: dict[str, Path]) -> dict[str, int]:
-    from videokr.local_datasets import load_local
+    from videokr.data.local import load_local
 
     rows = {}
     for name, folder in folders.items():

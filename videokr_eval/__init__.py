@@ -1,7 +1,7 @@
 """VideoKR-Eval: an expert-annotated benchmark that needs the video, not textual shortcuts."""
 
-from videokr.builder import ReleaseBuilder
-from videokr.hub import DatasetSpec
+from videokr.data.builder import ReleaseBuilder
+from videokr.data.card import DatasetSpec
 
 SPEC = DatasetSpec(
     kind="eval",

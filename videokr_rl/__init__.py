@@ -1,7 +1,7 @@
 """VideoKR-RL-114K: verifiable questions for GRPO (answer letters or short reference texts)."""
 
-from videokr.builder import ReleaseBuilder
-from videokr.hub import DatasetSpec
+from videokr.data.builder import ReleaseBuilder
+from videokr.data.card import DatasetSpec
 
 SPEC = DatasetSpec(
     kind="rl",

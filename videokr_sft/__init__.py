@@ -1,7 +1,7 @@
 """VideoKR-SFT-201K: chain-of-thought supervised fine-tuning data (one rationale per question)."""
 
-from videokr.builder import ReleaseBuilder
-from videokr.hub import DatasetSpec
+from videokr.data.builder import ReleaseBuilder
+from videokr.data.card import DatasetSpec
 
 SPEC = DatasetSpec(
     kind="sft",

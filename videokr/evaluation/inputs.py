@@ -4,46 +4,25 @@ Kept apart from the model class so the probes are one small, testable rule: a pr
 the full run *only* in the visual input (same prompt, same generation settings), which is what makes
 its accuracy a measure of the shortcut.
 
-Frames go through the training code's `ClipLoader` (paper's 2 fps, ≤ 128 frames, ≤ 100,352 pixels per
-frame, resized once to the vision tower's patch grid), so a model is evaluated on the clip exactly as
-it was trained on it. The single-frame probe draws its frame uniformly from *all* of the clip's frames,
-seeded by (seed, item id, trial): reruns and different models see the same frames, trials differ.
+Frames come from `videokr.vision.VisualLoader`, the loader training uses (paper's 2 fps, ≤ 128 frames,
+≤ 100,352 pixels per frame, resized once to the vision tower's patch grid), so a model is evaluated on the
+clip exactly as it was trained on it. The single-frame probe draws its frame uniformly from *all* of the
+clip's frames, seeded by (seed, item id, trial): reruns and different models see the same frames, trials
+differ.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
-import torch
+from videokr.vision import Visual, VisualKind, VisualLoader
 
-from videokr.training.clips import ClipLoader, FrameSampling, resize_frames, smart_size
-from videokr.video import probe as probe_clip
-from videokr.video import sample_frames
+__all__ = ["GenerationRequest", "Probe", "load_probe_visual", "probe_frame_index"]
 
-if TYPE_CHECKING:
-    from transformers import ProcessorMixin
-    from transformers.video_utils import VideoMetadata
-
-__all__ = ["GenerationRequest", "Visual", "VisualLoader", "probe_frame_index"]
-
-Probe = Literal["video", "single_frame", "text_only"]
-
-
-@dataclass(frozen=True)
-class Visual:
-    """The visual input of one generation. ``frames`` is T×3×h×w uint8 (T = 1 for the single frame,
-    passed to the model as an image); None for text only."""
-
-    kind: Probe
-    frames: torch.Tensor | None = None
-    metadata: VideoMetadata | None = None
-    frame_indices: tuple[int, ...] = ()
-
-    @property
-    def num_frames(self) -> int:
-        return 0 if self.frames is None else int(self.frames.shape[0])
+#: A probe mode is the visual kind a task shows.
+Probe = VisualKind
 
 
 @dataclass(frozen=True)
@@ -66,28 +45,12 @@ def probe_frame_index(item_id: str, trial: int, num_frames: int, *, seed: int = 
     return random.Random(f"{seed}:{item_id}:{trial}").randrange(num_frames)
 
 
-class VisualLoader:
-    """Decodes a doc's clip into the `Visual` its probe mode asks for, at the processor's resolution."""
-
-    def __init__(self, processor: ProcessorMixin, sampling: FrameSampling, *, frame_seed: int = 0) -> None:
-        self.clips = ClipLoader(processor, sampling)
-        self.sampling = sampling
-        self.frame_seed = frame_seed
-
-    def load(self, path: str, probe: Probe, *, item_id: str, trial: int) -> Visual:
-        if probe == "text_only":
-            return Visual("text_only")
-        if probe == "video":
-            clip = self.clips.load(path)
-            return Visual(
-                "video", clip.frames, clip.metadata, tuple(int(i) for i in clip.metadata.frames_indices)
-            )
-        if probe == "single_frame":
-            index = probe_frame_index(item_id, trial, probe_clip(path).num_frames, seed=self.frame_seed)
-            sampled = sample_frames(path, indices=[index], backend=self.sampling.backend)
-            height, width = sampled.frames.shape[1:3]
-            size = smart_size(
-                height, width, self.clips.factor, self.sampling.min_pixels, self.sampling.max_pixels
-            )
-            return Visual("single_frame", resize_frames(sampled.frames, size), None, (index,))
-        raise ValueError(f"unknown probe mode {probe!r}")
+def load_probe_visual(
+    loader: VisualLoader, video: Any, probe: Probe, *, item_id: str, trial: int, frame_seed: int = 0
+) -> Visual:
+    """The `Visual` of `probe` for one trial of an item: for the single frame, the frame
+    `probe_frame_index` draws from all the clip's frames."""
+    index = None
+    if probe == "single_frame":
+        index = probe_frame_index(item_id, trial, loader.frame_count(video), seed=frame_seed)
+    return loader.load(video, probe, frame_index=index)

@@ -20,17 +20,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from videokr.answers import judge_input, parse_judge_verdict
+from videokr.data.answer_format import is_multiple_choice
+from videokr.data.prompts import format_options, has_embedded_options
 from videokr.errors import VideoKRError
-from videokr.prompts import judge_prompt
+from videokr.evaluation.answers import answer_blocks
 
 __all__ = [
     "JUDGE_ENV",
+    "JUDGE_PROMPT_MC",
+    "JUDGE_PROMPT_OPEN_ENDED",
     "Judge",
     "JudgeItem",
     "JudgeSettings",
     "active_judge",
     "configure_judge",
+    "judge_input",
+    "judge_prompt",
+    "parse_judge_verdict",
 ]
 
 logger = logging.getLogger(__name__)
@@ -150,3 +156,80 @@ def active_judge() -> Judge | None:
         judge_mc=os.environ.get(JUDGE_ENV["judge_mc"], "").strip().lower() in {"1", "true", "yes"},
     )
     return configure_judge(settings)
+
+
+# ---------------------------------------------------------------------------------- prompts and verdicts
+
+#: The official judge prompt for multiple choice (fields: question, answer, prediction).
+JUDGE_PROMPT_MC = """You are a strict evaluator assessing answer correctness. You must output 1 for fully correct answers and 0 for any other case.
+Question:
+{question}
+Ground Truth Answer:
+{answer}
+Model Prediction:
+{prediction}
+# Evaluation Rules for Multiple Choice Questions
+- The model prediction may contain reasoning, but focus on the final answer.
+- Score 1 if the predicted answer matches the ground truth answer.
+- The answer can be given as just the letter (A, B, C, ...) or include the full option text.
+- Ignore minor differences in formatting, capitalization, or spacing.
+- Score 0 for any incorrect answer, even if the reasoning process seems correct.
+
+Return only "1" or "0" with no additional text or formatting."""  # noqa: E501
+
+#: The official judge prompt for open-ended questions (fields: question, answer, prediction).
+JUDGE_PROMPT_OPEN_ENDED = """You are a fair evaluator assessing answer correctness.
+Question:
+{question}
+Ground Truth Answer:
+{answer}
+Model Prediction:
+{prediction}
+# Scoring Rules
+- Score 1: The prediction is correct - it captures the key information from the ground truth answer. Minor wording differences, extra non-contradictory details, or more verbose phrasing are acceptable.
+- Score 0: The prediction is clearly wrong - it contradicts the ground truth, is completely irrelevant, or misses all key information.
+
+# Additional Guidelines
+- Focus on the final answer in the prediction, ignoring any reasoning process.
+- Ignore differences in formatting, capitalization, or spacing.
+- Treat numerical answers as correct if they match within reasonable precision.
+- If the ground truth is very short (e.g., a single word or symbol), score 1 if the prediction contains that information in a reasonable context.
+- A more detailed answer that includes the ground truth information plus reasonable elaboration should score 1, not be penalized.
+- Synonyms, abbreviations, and equivalent expressions (e.g., "DHT" for "Dihydrotestosterone", "O(n log n)" for "n log n", "High blood pressure" for "Hypertension") should score 1.
+
+Return only "1" or "0" with no additional text or formatting."""  # noqa: E501
+
+
+def judge_prompt(
+    question: str, options: Sequence[str], answer: str, prediction: str, problem_type: str
+) -> str:
+    """The official judge prompt for one item.
+
+    The question is shown with its option lines (``question\\nA. …``), as the official scorer does. The
+    official scorer passes as ``prediction`` the model's ``<answer>`` content when there is one, else its
+    whole output; `judge_input` computes that.
+    """
+    lines = [] if has_embedded_options(question) else format_options(options)
+    full_question = f"{question}\n" + "\n".join(lines) if lines else question
+    template = JUDGE_PROMPT_MC if is_multiple_choice(problem_type, options) else JUDGE_PROMPT_OPEN_ENDED
+    return template.format(question=full_question, answer=answer, prediction=prediction)
+
+
+def judge_input(prediction: str) -> str:
+    """What the judge is shown as the model's prediction: the answer-tag content when there is one,
+    else the whole output, as the official scorer; the last non-empty tag rather than the first, for the
+    reasons `extract_choice` gives."""
+    for span in reversed(answer_blocks(prediction)):
+        if span:
+            return span
+    return str(prediction or "")
+
+
+def parse_judge_verdict(reply: str) -> bool | None:
+    """The judge's reply as a verdict: ``"1"`` → True, ``"0"`` → False, anything else → None (the
+    official scorer counts that as wrong; None lets a caller also count the failures)."""
+    reply = str(reply or "").strip()
+    return {"1": True, "0": False}.get(reply)
+
+
+# --------------------------------------------------------------------------------------------- rewards

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 
+from videokr.data.local import refresh_shared_cache
 from videokr.evaluation.compat import ensure_registry_importable
-from videokr.local_datasets import refresh_shared_cache
 
 
 def main() -> None:
@@ -20,7 +20,7 @@ def main() -> None:
     from videokr.evaluation.tasks import DATASET_ENV
 
     # lighteval loads a local dataset folder through the shared datasets cache, which may hold another
-    # folder's rows under the same name (see `videokr.local_datasets`).
+    # folder's rows under the same name (see `videokr.data.local`).
     if location := os.environ.get(DATASET_ENV):
         refresh_shared_cache(location)
     from lighteval.__main__ import app

@@ -31,10 +31,20 @@ from lighteval.tasks.requests import Doc, SamplingMethod
 from lighteval.utils.cache_management import SampleCache, cached
 from pydantic import Field
 
-from videokr.evaluation.inputs import GenerationRequest, Probe, Visual, VisualLoader
+from videokr.evaluation.inputs import GenerationRequest, Probe, load_probe_visual
 from videokr.evaluation.tasks import MAX_NEW_TOKENS
-from videokr.prompts import build_messages
-from videokr.training.clips import PAPER_MAX_PIXELS, FrameSampling
+from videokr.vision import (
+    PAPER_FPS,
+    PAPER_MAX_FRAMES,
+    PAPER_MAX_PIXELS,
+    PAPER_MIN_PIXELS,
+    FrameSampling,
+    Visual,
+    VisualLoader,
+    chat_messages,
+    process,
+    render,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, ProcessorMixin
@@ -56,11 +66,11 @@ class VideoModelConfig(ModelConfig):
     device: str = "auto"  # "auto": cuda when available
     attn_implementation: str | None = None
     batch_size: int = Field(default=1, ge=1)
-    fps: float = Field(default=2.0, gt=0)
-    max_frames: int = Field(default=128, ge=1)
+    fps: float = Field(default=PAPER_FPS, gt=0)
+    max_frames: int = Field(default=PAPER_MAX_FRAMES, ge=1)
     num_frames: int | None = None  # a fixed frame count instead of fps (ablations)
     max_pixels: int = PAPER_MAX_PIXELS
-    min_pixels: int = 3136
+    min_pixels: int = PAPER_MIN_PIXELS
     video_backend: str | None = None
     probe: Probe | None = None  # None: as the task says; else forced for every task
     frame_seed: int = 0  # seeds the single-frame probe's frame choice
@@ -120,7 +130,7 @@ class VideoLightevalModel(LightevalModel):
         self.config: VideoModelConfig = config
         self.processor = self._load_processor()
         self.model = self._load_model()
-        self.visuals = VisualLoader(self.processor, config.sampling, frame_seed=config.frame_seed)
+        self.visuals = VisualLoader(self.processor, config.sampling)
         self._cache = SampleCache(_cache_config(config))
 
     # ----------------------------------------------------------------------------------- loading
@@ -218,8 +228,15 @@ class VideoLightevalModel(LightevalModel):
         return [group[i : i + size] for group in groups.values() for i in range(0, len(group), size)]
 
     def _with_visual(self, doc: Doc, request: GenerationRequest) -> GenerationRequest:
-        path = (doc.specific or {}).get("video")
-        visual = self.visuals.load(path, request.visual.kind, item_id=request.item_id, trial=request.trial)
+        video = (doc.specific or {}).get("video")
+        visual = load_probe_visual(
+            self.visuals,
+            video,
+            request.visual.kind,
+            item_id=request.item_id,
+            trial=request.trial,
+            frame_seed=self.config.frame_seed,
+        )
         return GenerationRequest(request.doc_index, request.trial, request.item_id, request.prompt, visual)
 
     def _max_new_tokens(self, doc: Doc) -> int:
@@ -229,34 +246,15 @@ class VideoLightevalModel(LightevalModel):
 
     def render(self, request: GenerationRequest) -> str:
         """The chat text: a video (or image) part where the official ``<video>`` stands, then the prompt."""
-        kind = request.visual.kind
-        messages = build_messages(
-            request.prompt,
-            video={"type": "video"} if kind == "video" else None,
-            image=True if kind == "single_frame" else None,
-            system_prompt=self.config.system_prompt,
-        )
-        for message in messages:  # the frames travel beside the text, not inside the messages
-            message["content"] = [
-                {k: v for k, v in p.items() if k in ("type", "text")} for p in message["content"]
-            ]
-        return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        messages = chat_messages(request.prompt, request.visual.kind, system_prompt=self.config.system_prompt)
+        return render(self.processor, messages, generation_prompt=True)
 
     def _generate(self, batch: list[GenerationRequest], max_new_tokens: int) -> list[Generation]:
         import torch
 
         texts = [self.render(r) for r in batch]
-        kwargs: dict[str, Any] = {}
-        kind = batch[0].visual.kind
-        if kind == "video":
-            kwargs["videos"] = [r.visual.frames for r in batch]
-            kwargs["video_metadata"] = [_fresh(r.visual.metadata) for r in batch]
-            kwargs["do_sample_frames"] = False
-        elif kind == "single_frame":
-            kwargs["images"] = [r.visual.frames[0] for r in batch]
-        inputs = self.processor(
-            text=texts, padding=True, padding_side="left", do_resize=False, return_tensors="pt", **kwargs
-        ).to(self.model.device)
+        visuals = [r.visual for r in batch]
+        inputs = process(self.processor, texts, visuals, padding_side="left").to(self.model.device)
         params = self.config.generation_parameters
         sample = params.temperature > 0
         options = {
@@ -293,10 +291,3 @@ def _cache_config(config: VideoModelConfig) -> VideoModelConfig:
 
 def _trials(doc: Doc) -> int:
     return int((doc.specific or {}).get("trials", 1))
-
-
-def _fresh(metadata: Any) -> Any:
-    """A copy per processor call: the Qwen processors write into the metadata they are given."""
-    import copy
-
-    return copy.deepcopy(metadata)

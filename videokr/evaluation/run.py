@@ -15,9 +15,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from videokr.data.local import refresh_shared_cache
 from videokr.evaluation.compat import ensure_registry_importable, import_pipeline
 from videokr.evaluation.judge import JudgeSettings, configure_judge
-from videokr.local_datasets import refresh_shared_cache
 
 __all__ = ["DEFAULT_TASKS", "EvalRun", "eval_command", "format_summary", "run_eval"]
 
@@ -69,7 +69,7 @@ def run_eval(
     from videokr.evaluation.tasks import build_tasks, dataset_location
 
     configure_judge(judge)
-    # lighteval loads the dataset itself, through the shared cache (see `videokr.local_datasets`).
+    # lighteval loads the dataset itself, through the shared cache (see `videokr.data.local`).
     refresh_shared_cache(dataset or dataset_location())
     module = ModuleType("videokr_eval_tasks")
     module.TASKS_TABLE = build_tasks(dataset)

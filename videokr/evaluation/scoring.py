@@ -1,9 +1,9 @@
-"""The VideoKR metric for lighteval: per-item scores from `videokr.answers`, then a summary with
+"""The VideoKR metric for lighteval: per-item scores from `videokr.evaluation.answers`, then a summary with
 breakdowns and bootstrap confidence intervals.
 
 What is counted, and why (the official scorer's rules, made explicit):
 
-* Multiple choice: the letter `videokr.answers.extract_choice` reads from the raw output (reasoning
+* Multiple choice: the letter `videokr.evaluation.answers.extract_choice` reads from the raw output (reasoning
   included; it knows where the final answer is), compared with the gold letter.
 * Open-ended with a judge: the judge's 0/1 verdict with the paper's open-ended judge prompt.
 * Open-ended without a judge: the official scorer skips these items. Here they are never dropped
@@ -35,9 +35,9 @@ from lighteval.metrics.utils.metric_utils import CorpusLevelMetric
 from lighteval.models.model_output import ModelResponse
 from lighteval.tasks.requests import Doc, SamplingMethod
 
-from videokr.answers import score_prediction
+from videokr.data.records import MULTIPLE_CHOICE
+from videokr.evaluation.answers import score_prediction
 from videokr.evaluation.judge import Judge, JudgeItem, active_judge
-from videokr.records import MULTIPLE_CHOICE
 
 __all__ = [
     "BOOTSTRAP_ITERATIONS",

@@ -1,7 +1,7 @@
 """VideoKR-Eval as lighteval tasks: the prompt function, the probe variants and the task table.
 
 One row of the Hub dataset becomes one `Doc` whose ``query`` is the official evaluation prompt (the
-lmms-eval style of `videokr.prompts`) and whose ``specific`` carries what lighteval has no field for:
+lmms-eval style of `videokr.data.prompts`) and whose ``specific`` carries what lighteval has no field for:
 the clip's path, the probe mode, the number of trials and the item's labels (problem type, source
 benchmark, subject, skill) that the metric breaks results down by. ``Doc`` is a slots dataclass, so
 ``specific`` is the only place such data can travel from the task to the model and the metric.
@@ -28,9 +28,9 @@ from typing import Any, Literal
 from lighteval.tasks.lighteval_task import LightevalTaskConfig
 from lighteval.tasks.requests import Doc
 
+from videokr.data.prompts import build_prompt
+from videokr.data.records import LETTERS, MULTIPLE_CHOICE, normalize_mc_answer, normalize_problem_type
 from videokr.evaluation.scoring import videokr_metric
-from videokr.prompts import build_prompt
-from videokr.records import LETTERS, MULTIPLE_CHOICE, normalize_mc_answer, normalize_problem_type
 
 __all__ = [
     "DATASET_ENV",

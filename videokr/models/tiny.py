@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from videokr import prompts
+from videokr.data import prompts
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, ProcessorMixin

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from videokr.answers import score_prediction
+from videokr.data.prompts import build_prompt
+from videokr.data.records import Record
+from videokr.evaluation.answers import score_prediction
 from videokr.pipeline.client import ModelClient, frame_parts, text_part
 from videokr.pipeline.common import stable_rng
-from videokr.prompts import build_prompt
-from videokr.records import Record
 
 GENERATION_FPS = 0.2
 MAX_GENERATION_FRAMES = 64
@@ -40,7 +40,7 @@ def clip_frames(
 
     Cached per process: generation, verification and filtering look at the same frames of a clip.
     """
-    from videokr.video import sample_frames
+    from videokr.vision.decode import sample_frames
 
     sampled = sample_frames(path, fps=fps, max_frames=max_frames)
     return Frames(sampled.frames, np.asarray(sampled.timestamps, dtype=float))
@@ -48,7 +48,7 @@ def clip_frames(
 
 def random_frames(path: str, count: int, *parts: object) -> Frames:
     """`count` distinct frames at random (seeded by `parts`, so a re-run picks the same), in time order."""
-    from videokr.video import probe, sample_frames
+    from videokr.vision.decode import probe, sample_frames
 
     total = probe(path).num_frames
     rng = stable_rng(path, *parts)

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from videokr.data.records import DISCIPLINES
 from videokr.pipeline.client import ModelClient
 from videokr.pipeline.common import Outcome, StageReport, read_jsonl, run_stage, stable_id
-from videokr.records import DISCIPLINES
 
 # fmt: off
 SUBJECTS: dict[str, tuple[str, ...]] = {

@@ -17,6 +17,20 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_CACHE = Path(".videokr-cache")
+
+#: What ``videokr pipeline --help`` tells a user (the module docstring above is for developers).
+USER_HELP = """\
+Build a VideoKR-style corpus: knowledge bank -> candidate videos -> screening -> generated examples ->
+validated, video-grouped release files that `videokr build` takes. Run the stages in the order listed;
+each reads the previous stage's JSONL and writes its own, with a report beside it (<out>.report.json:
+kept, dropped by reason with ids, calls and tokens per model).
+
+Models: an OpenAI-compatible endpoint (VIDEOKR_API_BASE, key in VIDEOKR_API_KEY) under the names given
+with --model, or a local transformers checkpoint with --local-model. Every answer is cached under
+--cache (default .videokr-cache): re-running a stage after a crash, or with more input, only pays for
+what is new, and gives the same output.
+
+Run `videokr pipeline STAGE --help` for a stage's options."""
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -156,9 +170,9 @@ def _split(args: argparse.Namespace) -> int:
 
 
 def _release(args: argparse.Namespace) -> int:
+    from videokr.data.records import parse_row
     from videokr.pipeline.common import read_jsonl
     from videokr.pipeline.split import write_eval_release, write_training_release
-    from videokr.records import parse_row
 
     if args.sft or args.rl:
         sft = [parse_row(r, "sft") for r in read_jsonl(args.sft)] if args.sft else []
@@ -183,7 +197,7 @@ def add_pipeline_commands(subparsers: Any) -> argparse.ArgumentParser:
     pipeline = subparsers.add_parser(
         "pipeline",
         help="Construction stages: knowledge bank → videos → examples → validated, split release files.",
-        description=__doc__,
+        description=USER_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     stages = pipeline.add_subparsers(dest="stage", required=True, metavar="STAGE")

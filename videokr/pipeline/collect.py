@@ -22,11 +22,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from videokr.data.release import VIDEO_SUFFIXES
 from videokr.errors import VideoDecodeError, VideoKRError
 from videokr.pipeline.client import ModelClient
 from videokr.pipeline.common import Outcome, StageReport, ledger_path, read_jsonl, run_stage
 from videokr.pipeline.licenses import attribution, evaluate_license
-from videokr.release import VIDEO_SUFFIXES
 
 MAX_DURATION_S = 30 * 60
 YOUTUBE_API = "https://www.googleapis.com/youtube/v3"
@@ -82,7 +82,7 @@ def collect_local(
     ``creator``, ``source_url`` and any extra fields (e.g. ``kp_id``), which are carried along. A clip
     without a manifest row is dropped as unlicensed; a manifest row without a clip is dropped as missing.
     """
-    from videokr.video import probe
+    from videokr.vision.decode import probe
 
     folder = Path(folder)
     entries = {row["file"]: row for row in read_jsonl(manifest)}

@@ -55,7 +55,7 @@ def frame_hashes(path: str | Path, *, fps: float = HASH_FPS) -> np.ndarray:
     import imagehash
     from PIL import Image
 
-    from videokr.video import sample_frames
+    from videokr.vision.decode import sample_frames
 
     sampled = sample_frames(path, fps=fps, max_frames=None)
     hashes = []
@@ -165,8 +165,8 @@ class BenchmarkIndex:
 
 def benchmark_index_from_eval(eval_jsonl: str | Path) -> BenchmarkIndex:
     """Hash every clip an evaluation release file names (resolved like the dataset builder resolves them)."""
-    from videokr.records import read_records
-    from videokr.release import ClipStore
+    from videokr.data.records import read_records
+    from videokr.data.release import ClipStore
 
     jsonl = Path(eval_jsonl)
     store = ClipStore(jsonl.parent)

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from videokr.data.records import parse_row
 from videokr.pipeline.ask import attempt, clip_frames
 from videokr.pipeline.client import ModelClient
 from videokr.pipeline.common import read_jsonl
 from videokr.pipeline.licenses import evaluate_license
-from videokr.records import parse_row
 
 MAX_ERROR_RATE = 0.03
 RECOMMENDED_ITEMS = 100

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from videokr.data.prompts import format_options
+from videokr.data.records import parse_row
 from videokr.pipeline.ask import attempt, clip_frames, random_frames
 from videokr.pipeline.client import ModelClient, frame_parts, text_part
 from videokr.pipeline.common import Outcome, StageReport, read_jsonl, run_stage
-from videokr.prompts import format_options
-from videokr.records import parse_row
 
 DEPENDENCY_FRAMES = 4
 

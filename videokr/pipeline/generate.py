@@ -16,11 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from videokr.data.records import LETTERS, SKILLS, Record, parse_row
 from videokr.errors import RecordError
 from videokr.pipeline.ask import clip_frames
 from videokr.pipeline.client import ModelClient, frame_parts, text_part
 from videokr.pipeline.common import Outcome, StageReport, read_jsonl, run_stage, stable_rng
-from videokr.records import LETTERS, SKILLS, Record, parse_row
 
 EXAMPLES_PER_SKILL = 2
 SEEDS_PER_PROMPT = 3

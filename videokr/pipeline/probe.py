@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from videokr.data.records import Record, read_records
+from videokr.data.release import ClipStore
 from videokr.pipeline.ask import attempt, random_frames
 from videokr.pipeline.client import ModelClient
 from videokr.pipeline.common import Outcome, StageReport, ledger_path, read_jsonl, run_stage, write_jsonl
-from videokr.records import Record, read_records
-from videokr.release import ClipStore
 
 TRIALS = 3
 PROBE_TEMPERATURE = 0.0

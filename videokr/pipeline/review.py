@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from videokr.data.prompts import format_options
+from videokr.data.records import RecordError, parse_row
 from videokr.pipeline.common import read_jsonl, write_jsonl
-from videokr.prompts import format_options
-from videokr.records import RecordError, parse_row
 
 EDITABLE = ("question", "options", "answer", "think")
 COLUMNS = ("id", "video", "skill", "subject", *EDITABLE, "verdict", "note")

@@ -54,7 +54,7 @@ def _ask(client: ModelClient, frames: Any, prompt: str, key: str) -> dict[str, A
 
 
 def _overview_frames(path: str) -> Frames:
-    from videokr.video import sample_frames
+    from videokr.vision.decode import sample_frames
 
     sampled = sample_frames(
         path,

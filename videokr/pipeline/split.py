@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from videokr.atomic import atomic_path
+from videokr.data.prompts import format_options
+from videokr.data.records import Record, parse_row
+from videokr.data.release import RELEASE_FILES
 from videokr.pipeline.common import read_jsonl, write_jsonl
-from videokr.prompts import format_options
-from videokr.records import Record, parse_row
-from videokr.release import RELEASE_FILES
 
 SFT_FRACTION = 201_156 / (201_156 + 114_381)  # the paper's share of examples in SFT
 CLIPS_PER_FOLDER = 1000

@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from videokr.data.records import parse_row
 from videokr.pipeline.ask import attempt, clip_frames
 from videokr.pipeline.client import ModelClient
 from videokr.pipeline.common import Outcome, StageReport, read_jsonl, run_stage
-from videokr.records import parse_row
 
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL | re.IGNORECASE)
 

@@ -25,8 +25,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from videokr.atomic import write_bytes_atomic
-from videokr.records import MULTIPLE_CHOICE, OPEN_ENDED
-from videokr.release import RELEASE_FILES
+from videokr.data.records import MULTIPLE_CHOICE, OPEN_ENDED
+from videokr.data.release import RELEASE_FILES
 from videokr.sample.archive import tar_bytes, write_archive
 from videokr.sample.encode import write_clip
 from videokr.sample.families import FAMILIES

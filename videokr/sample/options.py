@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from videokr.records import LETTERS
+from videokr.data.records import LETTERS
 from videokr.sample.scene import Question
 
 

@@ -3,18 +3,13 @@ log-probability forward and its rollout engine, dataset → trainer rows, freezi
 `VideoArguments`."""
 
 from videokr.training.args import VideoArguments
-from videokr.training.clips import PAPER_MAX_PIXELS, Clip, ClipLoader, FrameSampling
 from videokr.training.collator import DecodeFailure, VideoSFTCollator
 from videokr.training.data import grpo_prompt, load_video_dataset, to_grpo_rows, to_sft_rows
 from videokr.training.freeze import freeze_vision, vision_parts
 from videokr.training.rollout import RolloutOptions, SamplingSettings, VideoRolloutEngine
 
 __all__ = [
-    "PAPER_MAX_PIXELS",
-    "Clip",
-    "ClipLoader",
     "DecodeFailure",
-    "FrameSampling",
     "RolloutOptions",
     "SamplingSettings",
     "VideoArguments",

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from videokr.training.clips import PAPER_MAX_PIXELS, FrameSampling
 from videokr.training.rollout import RolloutOptions
+from videokr.vision import PAPER_FPS, PAPER_MAX_FRAMES, PAPER_MAX_PIXELS, PAPER_MIN_PIXELS, FrameSampling
 
 
 @dataclass
@@ -22,15 +22,19 @@ class VideoArguments:
         metadata={"help": "Hub dataset id (e.g. <org>/VideoKR-SFT-201K) or a local built dataset folder."},
     )
     dataset_split: str = field(default="train", metadata={"help": "Split to train on."})
-    fps: float = field(default=2.0, metadata={"help": "Frames sampled per second of video (paper: 2)."})
-    max_frames: int = field(default=128, metadata={"help": "At most this many frames per clip (paper: 128)."})
+    fps: float = field(default=PAPER_FPS, metadata={"help": "Frames sampled per second of video (paper: 2)."})
+    max_frames: int = field(
+        default=PAPER_MAX_FRAMES, metadata={"help": "At most this many frames per clip (paper: 128)."}
+    )
     num_frames: int | None = field(
         default=None, metadata={"help": "Sample exactly this many frames instead of fps/max_frames."}
     )
     max_pixels: int = field(
         default=PAPER_MAX_PIXELS, metadata={"help": "Pixel budget per frame (paper: 100,352)."}
     )
-    min_pixels: int = field(default=3136, metadata={"help": "Smallest frame area after resizing."})
+    min_pixels: int = field(
+        default=PAPER_MIN_PIXELS, metadata={"help": "Smallest frame area after resizing."}
+    )
     video_backend: str | None = field(
         default=None, metadata={"help": "torchcodec, pyav or decord (default: automatic)."}
     )

@@ -28,10 +28,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
-from videokr import prompts
 from videokr.errors import VideoDecodeError
-from videokr.training.clips import Clip, ClipLoader, FrameSampling, video_source
-from videokr.training.encoding import process, render
+from videokr.vision import FrameSampling, Visual, VisualLoader, chat_messages, process, render, video_source
 
 if TYPE_CHECKING:
     from transformers import BatchFeature, ProcessorMixin
@@ -68,7 +66,7 @@ class VideoSFTCollator:
         if on_error not in ("drop", "raise"):
             raise ValueError(f"on_error must be 'drop' or 'raise', got {on_error!r}")
         self.processor = processor
-        self.loader = ClipLoader(processor, sampling)
+        self.loader = VisualLoader(processor, sampling)
         self.on_error = on_error
         self.max_failures = max_failures
         self.failures: list[DecodeFailure] = []
@@ -82,7 +80,7 @@ class VideoSFTCollator:
 
     def __call__(self, rows: Sequence[dict[str, Any]]) -> BatchFeature:
         kept: list[dict[str, Any]] = []
-        clips: list[Clip] = []
+        clips: list[Visual] = []
         for row in rows:
             try:
                 clips.append(self.loader.load(row["video"]))
@@ -96,11 +94,10 @@ class VideoSFTCollator:
 
         prompt_texts, full_texts = [], []
         for row in kept:
-            messages = prompts.build_messages(row["prompt"], video={"type": "video"})
-            prompt_text = render(self.processor, messages, generation_prompt=True)
+            prompt_text = render(self.processor, chat_messages(row["prompt"]), generation_prompt=True)
             full_text = render(
                 self.processor,
-                [*messages, {"role": "assistant", "content": [{"type": "text", "text": row["completion"]}]}],
+                chat_messages(row["prompt"], target=row["completion"]),
                 generation_prompt=False,
             )
             if not full_text.startswith(prompt_text):

@@ -12,9 +12,10 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from videokr import prompts
-from videokr.local_datasets import load_local
-from videokr.records import SKILLS
+from videokr.data import prompts
+from videokr.data.local import load_local
+from videokr.data.records import SKILLS
+from videokr.vision import chat_messages
 
 if TYPE_CHECKING:
     import datasets
@@ -54,7 +55,7 @@ def load_video_dataset(
 
 
 def _load_local_folder(folder: str, split: str) -> datasets.Dataset:
-    """Load a built folder through its own cache (`videokr.local_datasets`: a plain ``load_dataset`` can
+    """Load a built folder through its own cache (`videokr.data.local`: a plain ``load_dataset`` can
     return another folder's rows), and check that its clip paths lie inside it."""
     import datasets
 
@@ -89,7 +90,7 @@ def grpo_prompt(row: dict[str, Any]) -> list[dict[str, Any]]:
     """Chat messages for one RL row: a video part (the clip stays in the ``video`` column) and the
     official ``"rl"`` prompt text."""
     text = prompts.build_prompt(row["question"], row["options"] or [], row["problem_type"], style="rl")
-    return prompts.build_messages(text, video={"type": "video"})
+    return chat_messages(text)
 
 
 def to_grpo_rows(dataset: datasets.Dataset) -> datasets.Dataset:

@@ -6,7 +6,7 @@ the forwards that score completions (policy, old policy, reference) only receive
 changes five seams and nothing else:
 
 ``_generate_and_score_completions``
-    Decodes each row's clip once (`ClipLoader`), renders the prompt, runs the processor once per distinct
+    Decodes each row's clip once (`VisualLoader`), renders the prompt, runs the processor once per distinct
     row (a group's ``num_generations`` copies share the result), and makes the video tensors the active
     *video context* while TRL generates, scores and computes the old-policy / reference log-probs. The
     per-sample video tensors are added to the returned batch so they are shuffled and split together
@@ -49,9 +49,8 @@ from trl import GRPOTrainer
 from trl.extras.profiling import profiling_context
 from trl.models import unwrap_model_for_generation
 
-from videokr.training.batch import EncodedPrompts, VideoBatch, encode_prompts
-from videokr.training.clips import ClipLoader, FrameSampling
 from videokr.training.rollout import Rollout, RolloutOptions, SamplingSettings, VideoRolloutEngine
+from videokr.vision import EncodedPrompts, FrameSampling, VideoBatch, VisualLoader, encode_prompts
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +80,7 @@ class VideoGRPOTrainer(GRPOTrainer):
             raise NotImplementedError("VideoGRPOTrainer supports transformers generation without tools only")
         if rollout_engine not in ("videokr", "generate"):
             raise ValueError(f"rollout_engine must be 'videokr' or 'generate', not {rollout_engine!r}")
-        self.clip_loader = ClipLoader(self.processing_class, sampling)
+        self.clip_loader = VisualLoader(self.processing_class, sampling)
         self._video_context: VideoBatch | None = None
         self._pending_prompts: EncodedPrompts | None = None
         placeholders = {t for t in (self._image_pad_token_id, self._video_pad_token_id) if t is not None}

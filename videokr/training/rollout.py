@@ -41,7 +41,7 @@ import torch
 from transformers import CompileConfig, DynamicCache, StaticCache
 from trl.trainer.utils import pad
 
-from videokr.training.batch import EncodedPrompts
+from videokr.vision import EncodedPrompts
 
 __all__ = ["Rollout", "RolloutOptions", "SamplingSettings", "VideoRolloutEngine"]
 

@@ -17,9 +17,12 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from videokr.errors import RecordError
+
+if TYPE_CHECKING:
+    import datasets
 
 MULTIPLE_CHOICE = "multiple choice"
 OPEN_ENDED = "open-ended"
@@ -132,6 +135,32 @@ class Record:
 
 
 RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(Record))
+
+
+def record_features(kind: Kind) -> datasets.Features:
+    """The exact features `load_dataset` yields for a dataset of `kind`: the record, as `datasets` types."""
+    import datasets
+
+    string = datasets.Value("string")
+    columns: dict[str, Any] = {
+        "id": string,
+        "video": datasets.Video(),
+        "question": string,
+        "options": datasets.List(string),
+        "answer": string,
+        "problem_type": string,
+    }
+    if kind == "sft":
+        columns["think"] = string
+    for name in ("skill", "subject", "discipline", "knowledge_point"):
+        columns[name] = string
+    for name in ("source_url", "creator", "license", "attribution"):
+        columns[name] = string
+    columns["duration_s"] = datasets.Value("float64")
+    if kind == "eval":
+        columns["dataset"] = string
+        columns["origin"] = string
+    return datasets.Features(columns)
 
 
 @dataclass

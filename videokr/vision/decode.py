@@ -42,6 +42,7 @@ import av
 import numpy as np
 
 from videokr.errors import VideoDecodeError
+from videokr.vision.sampling import PAPER_FPS, PAPER_MAX_FRAMES
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -104,8 +105,8 @@ def frame_indices(
     total_frames: int,
     native_fps: float,
     *,
-    fps: float = 2.0,
-    max_frames: int | None = 128,
+    fps: float = PAPER_FPS,
+    max_frames: int | None = PAPER_MAX_FRAMES,
     num_frames: int | None = None,
     min_frames: int = 1,
     multiple_of: int = 1,
@@ -542,8 +543,8 @@ class SampledVideo:
 def sample_frames(
     path: str | os.PathLike[str],
     *,
-    fps: float = 2.0,
-    max_frames: int | None = 128,
+    fps: float = PAPER_FPS,
+    max_frames: int | None = PAPER_MAX_FRAMES,
     num_frames: int | None = None,
     min_frames: int = 1,
     multiple_of: int = 1,

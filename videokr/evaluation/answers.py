@@ -1,82 +1,41 @@
-"""Answer extraction and scoring: the GRPO reward and the evaluation scorer, in one module.
+"""Reading a model's answer for evaluation: the robust extraction and the per-item score.
 
-Training and evaluation read a model's answer differently on purpose:
+A benchmark number should measure what the model answered, not how it typed it: tags in any case, an
+unclosed tag at the end of a truncated output, the *last* answer tag that names a choice (models echo the
+instruction's ``<answer>...</answer>`` in their reasoning and correct themselves), then final-answer
+statements ("The answer is (C).", "Final answer: B. …", "D is correct"), bold or boxed letters, and an
+answer given as the option text. It never reads a letter out of an ordinary word ("a cell", "I think"),
+never takes a letter beyond the number of options, and prefers the last final statement to letters the
+reasoning mentions on the way.
 
-* The **reward** reproduces the official VideoKR rule by default (``strict=True``): the *first*
-  ``<answer>…</answer>`` (exact, case-sensitive tags), compared *exactly* with the ground truth for
-  multiple choice and by the mean of ROUGE-1/2/L F1 (stemmer on) for open-ended; plus a format term, a
-  full match of ``<think>.*?</think>\\s*<answer>.*?</answer>``; reward = 0.9 × accuracy + 0.1 × format.
-  Strict is the default because it is what the paper trained with and because any leniency here is a
-  learning signal: crediting ``The answer is B`` without tags, or ``<Answer>b</Answer>``, would pay 0.9
-  for not following the output contract the evaluation prompt asks for. ``strict=False`` switches the
-  accuracy term to the evaluation scorer below, for experiments that want it.
-* The **evaluation scorer** (`score_prediction`) is robust, because a benchmark number should measure
-  what the model answered, not how it typed it: tags in any case, an unclosed tag at the end of a
-  truncated output, the *last* answer tag that names a choice (models echo the instruction's
-  ``<answer>...</answer>`` in their reasoning and correct themselves), then final-answer statements
-  ("The answer is (C).", "Final answer: B. …", "D is correct"), bold or boxed letters, and an answer given
-  as the option text. It never reads a letter out of an ordinary word ("a cell", "I think"), never
-  takes a letter beyond the number of options, and prefers the last final statement to letters the
-  reasoning mentions on the way.
-
-The TRL reward functions follow GRPOTrainer's calling convention: keyword arguments ``prompts``,
-``completions`` (strings, or lists of chat messages for conversational data), ``completion_ids``, every
-other dataset column as a list (here ``answer``, ``problem_type``, ``options``), plus trainer extras
-(``trainer_state``, ``log_extra``, ``log_metric``) that are ignored; they return one float per completion
-and are logged under their ``__name__``.
+The official reading of the same format (first exact block, exact comparison), which the GRPO reward
+uses, is `videokr.data.answer_format`; ``answer_blocks(strict=True)`` and ``extract_answer(strict=True)``
+give it here too.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from rouge_score import rouge_scorer
-
-from videokr.records import LETTERS, MULTIPLE_CHOICE, normalize_mc_answer, normalize_problem_type
+from videokr.data.answer_format import is_multiple_choice, official_answer_blocks, reference_text, rouge_mean
+from videokr.data.records import LETTERS, normalize_mc_answer
 
 __all__ = [
-    "ACCURACY_WEIGHT",
-    "FORMAT_WEIGHT",
-    "REWARD_WEIGHTS",
     "Extraction",
+    "Method",
     "ScoredPrediction",
-    "accuracy_reward",
-    "accuracy_score",
     "answer_blocks",
-    "completion_text",
     "extract_answer",
     "extract_choice",
     "extract_open_answer",
-    "format_reward",
-    "format_score",
-    "has_valid_format",
-    "judge_input",
-    "parse_judge_verdict",
-    "reward_functions",
-    "reward_score",
-    "rouge_mean",
     "score_prediction",
-    "videokr_reward",
 ]
 
-ACCURACY_WEIGHT = 0.9
-FORMAT_WEIGHT = 0.1
-#: Weights for ``[accuracy_reward, format_reward]``, e.g. ``GRPOConfig(reward_weights=list(REWARD_WEIGHTS))``.
-REWARD_WEIGHTS = (ACCURACY_WEIGHT, FORMAT_WEIGHT)
-
 Method = Literal["answer_tag", "statement", "emphasis", "output", "none", "out_of_range"]
-
-# The official rules are the regexes r"<answer>\s*(.*?)\s*</answer>" (first match, then stripped) and a full
-# match of r"<think>.*?</think>\s*<answer>.*?</answer>" (DOTALL). They are implemented below as linear
-# scans with the same results: the regexes backtrack quadratically or worse on degenerate generations
-# (an unclosed "<answer>" followed by a long run of whitespace takes minutes), which RL produces.
-_OPEN, _CLOSE, _THINK = "<answer>", "</answer>", "<think>"
-_THINK_THEN_ANSWER = re.compile(r"</think>\s*<answer>")
 
 # Tolerant tags for evaluation: any case, spaces inside the brackets.
 _ANSWER_TAG = re.compile(r"<\s*(?:(/)\s*)?answer\s*>", re.IGNORECASE)
@@ -120,20 +79,7 @@ def answer_blocks(text: str, *, strict: bool = False) -> list[str]:
     tag left unclosed after the last block (a truncated output) yields the text after it when non-empty.
     """
     text = str(text or "")
-    return _strict_blocks(text) if strict else _tolerant_blocks(text)
-
-
-def _strict_blocks(text: str) -> list[str]:
-    """Every match of the official pattern: from an exact opening tag to the first closing tag after it."""
-    blocks: list[str] = []
-    position = 0
-    while (start := text.find(_OPEN, position)) >= 0:
-        end = text.find(_CLOSE, start + len(_OPEN))
-        if end < 0:
-            break
-        blocks.append(text[start + len(_OPEN) : end].strip())
-        position = end + len(_CLOSE)
-    return blocks
+    return official_answer_blocks(text) if strict else _tolerant_blocks(text)
 
 
 def _tolerant_blocks(text: str) -> list[str]:
@@ -161,19 +107,6 @@ def extract_answer(text: str, *, strict: bool = False, last: bool = False) -> st
     if not blocks:
         return None
     return blocks[-1] if last else blocks[0]
-
-
-def has_valid_format(text: str) -> bool:
-    """The paper's format rule: the whole output is ``<think>…</think>`` then ``<answer>…</answer>``.
-
-    Exactly the official full match, on the raw text: leading or trailing whitespace fails it, as it did
-    in training.
-    """
-    text = str(text or "")
-    if not (text.startswith(_THINK) and text.endswith(_CLOSE)):
-        return False
-    # Between the leading <think> and the trailing </answer>, the regex needs "</think>\s*<answer>" once.
-    return _THINK_THEN_ANSWER.search(text, len(_THINK), len(text) - len(_CLOSE)) is not None
 
 
 # --------------------------------------------------------------------------------------------- choices
@@ -426,24 +359,6 @@ def extract_open_answer(text: str) -> Extraction:
     return Extraction(segment, "output") if segment else Extraction(None, "none")
 
 
-@functools.cache
-def _scorer() -> rouge_scorer.RougeScorer:
-    # The stemmer is NLTK's Porter stemmer bundled with rouge_score: it needs no download.
-    return rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
-
-
-def rouge_mean(reference: str, prediction: str) -> float:
-    """Mean of ROUGE-1, ROUGE-2 and ROUGE-L F1 with the stemmer, clamped to [0, 1] as the official reward.
-
-    rouge_score keeps only lower-cased ASCII letters and digits as tokens, so a one-token answer scores
-    2/3 even when identical (it has no bigram), and "9.8" is the tokens "9" and "8"; both are the
-    official behaviour and are kept.
-    """
-    scores = _scorer().score(str(reference), str(prediction))
-    mean = (scores["rouge1"].fmeasure + scores["rouge2"].fmeasure + scores["rougeL"].fmeasure) / 3.0
-    return max(0.0, min(1.0, mean))
-
-
 _NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|[-+]?\.\d+")
 _QUANTITY = re.compile(r"\s*(?:(?:about|approximately|approx\.?|~|≈|\$)\s*)?(?=[-+.\d])")
 
@@ -480,11 +395,11 @@ def score_prediction(
 ) -> ScoredPrediction:
     """Score one model output against one item for evaluation (robust extraction; no judge)."""
     options = list(options or [])
-    if _is_mc(problem_type, options):
+    if is_multiple_choice(problem_type, options):
         got = extract_choice(prediction, options)
         correct = got.answer is not None and got.answer == _reference_letter(answer, options)
         return ScoredPrediction(correct, float(correct), got.answer, got.method)
-    reference = _reference_text(answer)
+    reference = reference_text(answer)
     got = extract_open_answer(prediction)
     if got.answer is None:
         return ScoredPrediction(False, 0.0, None, got.method)
@@ -492,174 +407,12 @@ def score_prediction(
     return ScoredPrediction(correct, rouge_mean(reference, got.answer), got.answer, got.method)
 
 
-def _is_mc(problem_type: str, options: Sequence[str]) -> bool:
-    return normalize_problem_type(problem_type, has_options=bool(options)) == MULTIPLE_CHOICE
-
-
-def _reference_text(answer: str) -> str:
-    """The ground truth without the ``<answer>`` tags the official files wrap it in."""
-    answer = str(answer or "")
-    inner = extract_answer(answer, strict=True)
-    return inner if inner is not None else answer.strip()
-
-
 def _reference_letter(answer: str, options: Sequence[str]) -> str:
     """The ground-truth letter; a reference that is not a valid choice is a data error and raises."""
-    text = _reference_text(answer)
+    text = reference_text(answer)
     if options:
         return normalize_mc_answer(text, list(options))
     match = _ONLY_LETTER.fullmatch(text)
     if not match:
         raise ValueError(f"multiple-choice answer {answer!r} is not a letter")
     return match.group(1).upper()
-
-
-def judge_input(prediction: str) -> str:
-    """What the judge is shown as the model's prediction: the answer-tag content when there is one,
-    else the whole output, as the official scorer; the last non-empty tag rather than the first, for the
-    reasons `extract_choice` gives."""
-    for span in reversed(answer_blocks(prediction)):
-        if span:
-            return span
-    return str(prediction or "")
-
-
-def parse_judge_verdict(reply: str) -> bool | None:
-    """The judge's reply as a verdict: ``"1"`` → True, ``"0"`` → False, anything else → None (the
-    official scorer counts that as wrong; None lets a caller also count the failures)."""
-    reply = str(reply or "").strip()
-    return {"1": True, "0": False}.get(reply)
-
-
-# --------------------------------------------------------------------------------------------- rewards
-
-
-def format_score(completion: str) -> float:
-    """1.0 when the completion has the paper's ``<think>…</think><answer>…</answer>`` form, else 0.0."""
-    return 1.0 if has_valid_format(completion) else 0.0
-
-
-def accuracy_score(
-    completion: str,
-    answer: str,
-    problem_type: str,
-    options: Sequence[str] | None = (),
-    *,
-    strict: bool = True,
-) -> float:
-    """The accuracy term of the reward, in [0, 1].
-
-    ``strict`` (default): the official rule, the first exact ``<answer>`` block compared exactly for multiple
-    choice, its ROUGE mean for open-ended, nothing without the block. ``strict=False``: the evaluation
-    scorer's ``score`` (`score_prediction`).
-    """
-    options = list(options or [])
-    if not strict:
-        return score_prediction(completion, answer, problem_type, options).score
-    got = extract_answer(completion, strict=True) or ""
-    reference = _reference_text(answer)
-    if _is_mc(problem_type, options):
-        return 1.0 if got == reference else 0.0
-    return rouge_mean(reference, got)
-
-
-def reward_score(
-    completion: str,
-    answer: str,
-    problem_type: str,
-    options: Sequence[str] | None = (),
-    *,
-    strict: bool = True,
-) -> float:
-    """The paper's reward for one completion: 0.9 × accuracy + 0.1 × format."""
-    accuracy = accuracy_score(completion, answer, problem_type, options, strict=strict)
-    return ACCURACY_WEIGHT * accuracy + FORMAT_WEIGHT * format_score(completion)
-
-
-def completion_text(completion: str | Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> str:
-    """The generated text of one completion as GRPOTrainer passes it: a string, or chat messages.
-
-    For messages, the last assistant message is used; its content may be a string or a list of text
-    parts. When a response parser has moved the rationale into ``reasoning_content`` (TRL does this only
-    for tokenizers with a response template, e.g. in tool-calling runs), the ``<think>`` block is put back
-    so the format term still sees it.
-    """
-    if isinstance(completion, str):
-        return completion
-    messages = [completion] if isinstance(completion, Mapping) else list(completion)
-    replies = [m for m in messages if m.get("role", "assistant") == "assistant"]
-    if not replies:
-        return ""
-    message = replies[-1]
-    content = _content_text(message.get("content"))
-    reasoning = message.get("reasoning_content") or message.get("thinking")
-    if reasoning and "<think>" not in content:
-        content = f"<think>{reasoning}</think>\n{content}"
-    return content
-
-
-def _content_text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    return "".join(str(part.get("text", "")) for part in content if isinstance(part, Mapping))
-
-
-def accuracy_reward(
-    completions: Sequence[Any],
-    answer: Sequence[str],
-    problem_type: Sequence[str],
-    options: Sequence[Sequence[str] | None] | None = None,
-    *,
-    strict: bool = True,
-    **kwargs: Any,
-) -> list[float]:
-    """TRL reward function: the accuracy term per completion (see `accuracy_score`).
-
-    ``functools.partial(accuracy_reward, strict=False)`` gives the robust variant; TRL still logs it as
-    ``accuracy_reward``.
-    """
-    rows = _rows(completions, answer, problem_type, options)
-    return [accuracy_score(text, ans, kind, opts, strict=strict) for text, ans, kind, opts in rows]
-
-
-def format_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
-    """TRL reward function: the format term per completion (see `has_valid_format`)."""
-    return [format_score(completion_text(completion)) for completion in completions]
-
-
-def videokr_reward(
-    completions: Sequence[Any],
-    answer: Sequence[str],
-    problem_type: Sequence[str],
-    options: Sequence[Sequence[str] | None] | None = None,
-    *,
-    strict: bool = True,
-    **kwargs: Any,
-) -> list[float]:
-    """TRL reward function: the combined paper reward, 0.9 × accuracy + 0.1 × format, in one number.
-
-    Use it alone (no ``reward_weights``) when a single logged reward is wanted; use `accuracy_reward` and
-    `format_reward` with `REWARD_WEIGHTS` to see both terms in the logs. Both give the same total.
-    """
-    rows = _rows(completions, answer, problem_type, options)
-    return [reward_score(text, ans, kind, opts, strict=strict) for text, ans, kind, opts in rows]
-
-
-def reward_functions(*, strict: bool = True) -> list[Callable[..., list[float]]]:
-    """``[accuracy, format]`` for ``GRPOTrainer(reward_funcs=…)``, to pair with `REWARD_WEIGHTS`."""
-    accuracy = accuracy_reward if strict else functools.partial(accuracy_reward, strict=False)
-    return [accuracy, format_reward]
-
-
-def _rows(
-    completions: Sequence[Any],
-    answer: Sequence[str],
-    problem_type: Sequence[str],
-    options: Sequence[Sequence[str] | None] | None,
-) -> list[tuple[str, str, str, Sequence[str]]]:
-    """Line the batch columns up per completion; a length mismatch is a wiring bug and raises."""
-    texts = [completion_text(completion) for completion in completions]
-    option_lists = [opts or [] for opts in options] if options is not None else [[] for _ in texts]
-    return list(zip(texts, answer, problem_type, option_lists, strict=True))

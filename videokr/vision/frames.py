@@ -1,13 +1,16 @@
-"""Turn a dataset row's clip into model-ready frames: decode, sample, cap the pixels per frame, time-stamp.
+"""What the model is shown for a row: the full clip, one frame of it, or nothing, at model resolution.
 
-Both trainers go through `ClipLoader`, so SFT and GRPO see a clip exactly the same way (same frames, same
-resolution, same timing), and so does anyone who wants to check what the model was shown.
+`VisualLoader.load` is the one way from a row's ``video`` value to frames, for every consumer: the SFT
+collator and GRPO prompt encoding (full video), the evaluation's probes (one frame, or none), the
+benches. So SFT, GRPO and evaluation see a clip exactly the same way (same frames, same resolution, same
+timing) by construction, and anyone who wants to check what the model was shown calls the same function.
 
 Why the resize happens here and not in the processor: the paper caps *each frame* at 100,352 pixels (as
 qwen-vl-utils does), but transformers' two Qwen video processors read their ``size`` budget differently
 (per frame for Qwen2.5-VL, per clip for Qwen3-VL), so one number would mean two resolutions. Resizing
 once here, to the processor's own patch grid (``patch_size × merge_size``), and calling the processor
-with ``do_resize=False`` gives both models the same frames at the same budget.
+with ``do_resize=False`` (`videokr.vision.chat.process`) gives both models the same frames at the same
+budget, and gives the single frame of the probe the resolution the frame had inside the video.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ import copy
 import math
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -26,38 +29,48 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as tv_functional
 
 from videokr.errors import VideoDecodeError
-from videokr.video import sample_frames
+from videokr.vision.decode import probe, sample_frames
+from videokr.vision.sampling import FrameSampling
 
 if TYPE_CHECKING:
     from transformers import ProcessorMixin
     from transformers.video_utils import VideoMetadata
 
-#: The paper's per-frame pixel budget (128 × 28 × 28).
-PAPER_MAX_PIXELS = 100_352
+__all__ = [
+    "VISUAL_KINDS",
+    "Visual",
+    "VisualKind",
+    "VisualLoader",
+    "resize_frames",
+    "smart_size",
+    "video_source",
+]
+
+#: What a generation or a training example shows: the clip, one frame of it (the single-frame probe), or
+#: nothing (the text-only probe).
+VisualKind = Literal["video", "single_frame", "text_only"]
+VISUAL_KINDS: tuple[VisualKind, ...] = ("video", "single_frame", "text_only")
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
-class FrameSampling:
-    """How frames are taken from a clip: the paper's 2 fps and at most 128 frames by default.
+class Visual:
+    """The visual input of one example.
 
-    ``num_frames`` fixes the count instead (tests, ablations). ``max_pixels`` / ``min_pixels`` bound each
-    frame after resizing. ``backend`` names a `videokr.video` backend (None: automatic).
+    ``frames`` is T×3×h×w uint8, already at model resolution (T = 1 for a single frame, which the model
+    gets as an image); ``metadata`` the clip's timing, for video only (the processor needs it for the
+    temporal positions); ``frame_indices`` the clip's frame numbers shown. Text only: no frames.
     """
 
-    fps: float = 2.0
-    max_frames: int = 128
-    num_frames: int | None = None
-    max_pixels: int = PAPER_MAX_PIXELS
-    min_pixels: int = 3136
-    backend: str | None = None
+    kind: VisualKind
+    frames: torch.Tensor | None = None
+    metadata: VideoMetadata | None = None
+    frame_indices: tuple[int, ...] = ()
 
-
-@dataclass(frozen=True)
-class Clip:
-    """Frames (T×H×W×3 uint8, already at model resolution) and the timing the processor needs."""
-
-    frames: torch.Tensor
-    metadata: VideoMetadata
+    @property
+    def num_frames(self) -> int:
+        return 0 if self.frames is None else int(self.frames.shape[0])
 
     def fresh_metadata(self) -> VideoMetadata:
         """A copy per processor call: the Qwen processors write into the metadata they are given."""
@@ -114,34 +127,54 @@ def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     return resized.contiguous()
 
 
-class ClipLoader:
-    """Decodes the clip of a row into a `Clip` sized for `processor`'s vision tower."""
+class VisualLoader:
+    """Decodes a row's clip into the `Visual` of a kind, sized for `processor`'s vision tower."""
 
     def __init__(self, processor: ProcessorMixin, sampling: FrameSampling | None = None) -> None:
         self.sampling = sampling or FrameSampling()
         video_processor = processor.video_processor
         self.factor = int(video_processor.patch_size) * int(video_processor.merge_size)
 
-    def load(self, video: Any) -> Clip:
-        """Decode `video` (a path or a ``{"path", "bytes"}`` dict); `VideoDecodeError` names the clip."""
+    def load(self, video: Any, kind: VisualKind = "video", *, frame_index: int | None = None) -> Visual:
+        """`video` (a path or a ``{"path", "bytes"}`` dict) shown as `kind`.
+
+        ``video``: the frames `sampling` picks. ``single_frame``: the clip's frame ``frame_index`` (of
+        `frame_count`'s frames), resized as the video's frames are. ``text_only``: nothing is decoded.
+        Every decoding failure is a `VideoDecodeError` naming the clip.
+        """
+        if kind == "text_only":
+            return Visual("text_only")
+        if kind == "video":
+            return self._on_file(video, self._video)
+        if kind == "single_frame":
+            if frame_index is None:
+                raise ValueError("a single frame needs frame_index (see frame_count)")
+            return self._on_file(video, lambda path: self._frame(path, frame_index))
+        raise ValueError(f"unknown visual kind {kind!r}; choose from {', '.join(VISUAL_KINDS)}")
+
+    def frame_count(self, video: Any) -> int:
+        """How many frames the clip has (what a single-frame index is drawn from)."""
+        return self._on_file(video, lambda path: probe(path).num_frames)
+
+    def _on_file(self, video: Any, read: Callable[[str], _T]) -> _T:
         path, data = video_source(video)
         if data is None:
             if path is None:
                 raise VideoDecodeError("<no path>", "row has neither a clip path nor clip bytes")
-            return self._load_path(path)
+            return read(path)
         # The decoders read files; an embedded clip goes through a private temporary file.
         suffix = os.path.splitext(path or "")[1] or ".mp4"
         with tempfile.NamedTemporaryFile(suffix=suffix) as handle:
             handle.write(data)
             handle.flush()
             try:
-                return self._load_path(handle.name)
+                return read(handle.name)
             except VideoDecodeError as error:
                 raise VideoDecodeError(
                     path or "<embedded bytes>", error.reason, backend=error.backend
                 ) from error
 
-    def _load_path(self, path: str) -> Clip:
+    def _video(self, path: str) -> Visual:
         s = self.sampling
         sampled = sample_frames(
             path,
@@ -155,6 +188,15 @@ class ClipLoader:
             min_frames=2 if s.max_frames >= 2 else 1,
             backend=s.backend,
         )
-        height, width = sampled.frames.shape[1:3]
-        size = smart_size(height, width, self.factor, s.min_pixels, s.max_pixels)
-        return Clip(frames=resize_frames(sampled.frames, size), metadata=sampled.metadata)
+        frames = self._resized(sampled.frames)
+        indices = tuple(int(i) for i in sampled.metadata.frames_indices)
+        return Visual("video", frames, sampled.metadata, indices)
+
+    def _frame(self, path: str, index: int) -> Visual:
+        sampled = sample_frames(path, indices=[index], backend=self.sampling.backend)
+        return Visual("single_frame", self._resized(sampled.frames), None, (int(index),))
+
+    def _resized(self, frames: np.ndarray) -> torch.Tensor:
+        height, width = frames.shape[1:3]
+        s = self.sampling
+        return resize_frames(frames, smart_size(height, width, self.factor, s.min_pixels, s.max_pixels))

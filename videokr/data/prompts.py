@@ -34,13 +34,11 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from videokr.records import LETTERS, MULTIPLE_CHOICE, normalize_problem_type, unwrap_tag
+from videokr.data.records import LETTERS, MULTIPLE_CHOICE, normalize_problem_type, unwrap_tag
 
 __all__ = [
     "DEFAULT_PROMPT_STYLE",
     "INSTRUCTION",
-    "JUDGE_PROMPT_MC",
-    "JUDGE_PROMPT_OPEN_ENDED",
     "MC_SUFFIX",
     "OPEN_ENDED_SUFFIX",
     "PROMPT_STYLES",
@@ -51,7 +49,6 @@ __all__ = [
     "build_prompt",
     "format_options",
     "has_embedded_options",
-    "judge_prompt",
     "suffix_for",
     "video_part",
 ]
@@ -251,61 +248,3 @@ def build_messages(
 
 def _text_part(text: str) -> dict[str, str]:
     return {"type": "text", "text": text}
-
-
-# --------------------------------------------------------------------------------------------- judge
-
-#: The official judge prompt for multiple choice (fields: question, answer, prediction).
-JUDGE_PROMPT_MC = """You are a strict evaluator assessing answer correctness. You must output 1 for fully correct answers and 0 for any other case.
-Question:
-{question}
-Ground Truth Answer:
-{answer}
-Model Prediction:
-{prediction}
-# Evaluation Rules for Multiple Choice Questions
-- The model prediction may contain reasoning, but focus on the final answer.
-- Score 1 if the predicted answer matches the ground truth answer.
-- The answer can be given as just the letter (A, B, C, ...) or include the full option text.
-- Ignore minor differences in formatting, capitalization, or spacing.
-- Score 0 for any incorrect answer, even if the reasoning process seems correct.
-
-Return only "1" or "0" with no additional text or formatting."""  # noqa: E501
-
-#: The official judge prompt for open-ended questions (fields: question, answer, prediction).
-JUDGE_PROMPT_OPEN_ENDED = """You are a fair evaluator assessing answer correctness.
-Question:
-{question}
-Ground Truth Answer:
-{answer}
-Model Prediction:
-{prediction}
-# Scoring Rules
-- Score 1: The prediction is correct - it captures the key information from the ground truth answer. Minor wording differences, extra non-contradictory details, or more verbose phrasing are acceptable.
-- Score 0: The prediction is clearly wrong - it contradicts the ground truth, is completely irrelevant, or misses all key information.
-
-# Additional Guidelines
-- Focus on the final answer in the prediction, ignoring any reasoning process.
-- Ignore differences in formatting, capitalization, or spacing.
-- Treat numerical answers as correct if they match within reasonable precision.
-- If the ground truth is very short (e.g., a single word or symbol), score 1 if the prediction contains that information in a reasonable context.
-- A more detailed answer that includes the ground truth information plus reasonable elaboration should score 1, not be penalized.
-- Synonyms, abbreviations, and equivalent expressions (e.g., "DHT" for "Dihydrotestosterone", "O(n log n)" for "n log n", "High blood pressure" for "Hypertension") should score 1.
-
-Return only "1" or "0" with no additional text or formatting."""  # noqa: E501
-
-
-def judge_prompt(
-    question: str, options: Sequence[str], answer: str, prediction: str, problem_type: str
-) -> str:
-    """The official judge prompt for one item.
-
-    The question is shown with its option lines (``question\\nA. …``), as the official scorer does. The
-    official scorer passes as ``prediction`` the model's ``<answer>`` content when there is one, else its
-    whole output; `videokr.answers.judge_input` computes that.
-    """
-    lines = [] if has_embedded_options(question) else format_options(options)
-    full_question = f"{question}\n" + "\n".join(lines) if lines else question
-    is_mc = normalize_problem_type(problem_type, has_options=bool(options)) == MULTIPLE_CHOICE
-    template = JUDGE_PROMPT_MC if is_mc else JUDGE_PROMPT_OPEN_ENDED
-    return template.format(question=full_question, answer=answer, prediction=prediction)

@@ -30,52 +30,16 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from videokr.atomic import atomic_path, write_text_atomic
+from videokr.data.card import DatasetSpec, write_card_files
+from videokr.data.croissant import validate_croissant
+from videokr.data.records import Kind, Record, read_records, record_features
+from videokr.data.release import ClipRef, ClipStore, find_release_file
 from videokr.errors import VideoKRError
-from videokr.records import Kind, Record, read_records
-from videokr.release import ClipRef, ClipStore, find_release_file
 
 MANIFEST_PATH = Path(".videokr") / "build.json"
 TARGET_CLIPS_PER_FOLDER = 500  # hash sharding at this mean keeps every folder far below the 1,000 cap
 MAX_CLIPS_PER_FOLDER = 1000
 MANIFEST_FLUSH_EVERY = 500
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """What distinguishes one of the three datasets: its name, kind, split and card text."""
-
-    kind: Kind
-    name: str
-    split: str
-    pretty_name: str
-    summary: str
-    description: str
-    task_categories: tuple[str, ...] = ("video-text-to-text", "visual-question-answering")
-    size_note: str = ""
-
-
-def record_features(kind: Kind) -> datasets.Features:
-    """The exact features `load_dataset` yields for a dataset of `kind` (the record of DESIGN.md)."""
-    string = datasets.Value("string")
-    columns: dict[str, Any] = {
-        "id": string,
-        "video": datasets.Video(),
-        "question": string,
-        "options": datasets.List(string),
-        "answer": string,
-        "problem_type": string,
-    }
-    if kind == "sft":
-        columns["think"] = string
-    for name in ("skill", "subject", "discipline", "knowledge_point"):
-        columns[name] = string
-    for name in ("source_url", "creator", "license", "attribution"):
-        columns[name] = string
-    columns["duration_s"] = datasets.Value("float64")
-    if kind == "eval":
-        columns["dataset"] = string
-        columns["origin"] = string
-    return datasets.Features(columns)
 
 
 @dataclass
@@ -142,7 +106,7 @@ def clip_file_name(source_name: str, shards: int) -> str:
 
 def _probe_duration(path: str) -> tuple[str, float | None, str | None]:
     """(path, duration in seconds, error) — run in worker processes; never raises."""
-    from videokr.video import probe
+    from videokr.vision.decode import probe
 
     try:
         info = probe(path)
@@ -153,7 +117,7 @@ def _probe_duration(path: str) -> tuple[str, float | None, str | None]:
 
 def _verify_decode(path: str) -> tuple[str, str | None]:
     """Decode frames spread over the whole clip, the last one included; returns an error or None."""
-    from videokr.video import sample_frames
+    from videokr.vision.decode import sample_frames
 
     try:
         sample_frames(path, num_frames=8)
@@ -257,8 +221,6 @@ def build_repo(
     _write_metadata(split_dir, rows, spec.kind)
     _remove_stale_clips(split_dir, {manifest.clips[n]["file_name"] for n in rows_by_clip})
     report.rows_written = len(rows)
-
-    from videokr.card import write_card_files
 
     clip_durations = {manifest.clips[n]["file_name"]: durations.get(n) for n in rows_by_clip}
     write_card_files(spec, out, rows, durations=clip_durations, repo_id=repo_id)
@@ -420,8 +382,6 @@ def check_repo(out: Path, kind: Kind) -> None:
     Uses a throw-away cache, so checking never leaves Arrow files in the user's cache.
     """
     import tempfile
-
-    from videokr.croissant import validate_croissant
 
     validate_croissant(out / "croissant.json")
     expected = record_features(kind)

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from videokr.errors import VideoDecodeError
-from videokr.training.clips import Clip, ClipLoader, video_source
-from videokr.training.encoding import process, render
+from videokr.vision.chat import process, render
+from videokr.vision.frames import Visual, VisualLoader, video_source
 
 logger = logging.getLogger(__name__)
 
@@ -113,14 +113,14 @@ class EncodedPrompts:
         return prompts, [position[first] for first in self.distinct]
 
 
-def encode_prompts(processor: Any, loader: ClipLoader, rows: Sequence[dict[str, Any]]) -> EncodedPrompts:
+def encode_prompts(processor: Any, loader: VisualLoader, rows: Sequence[dict[str, Any]]) -> EncodedPrompts:
     """Decode each distinct clip and process each distinct (clip, prompt) once: a group's repeats, and
     rows asking different questions about one clip, share the decoded frames.
 
     Rows carry ``id``, ``video`` (path or ``{"path", "bytes"}``) and a chat ``prompt``. A clip that fails
     to decode raises `VideoDecodeError` naming the row.
     """
-    clips: dict[str, Clip] = {}
+    clips: dict[str, Visual] = {}
     first: dict[tuple[str, str], int] = {}
     features: list[dict[str, torch.Tensor]] = []
     distinct: list[int] = []
@@ -152,7 +152,7 @@ def encode_prompts(processor: Any, loader: ClipLoader, rows: Sequence[dict[str, 
     )
 
 
-def _load_clip(loader: ClipLoader, row: dict[str, Any]) -> Clip:
+def _load_clip(loader: VisualLoader, row: dict[str, Any]) -> Visual:
     try:
         return loader.load(row["video"])
     except VideoDecodeError as error:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from videokr.hub import DatasetSpec, record_features
+from videokr.data.croissant import write_croissant
+from videokr.data.records import Kind, record_features
 
 CITATION = """@misc{fu2026videokrknowledgereasoningintensivevideo,
       title={VideoKR: Towards Knowledge- and Reasoning-Intensive Video Understanding},
@@ -42,6 +44,20 @@ DURATION_BUCKETS = (
     (1800, "10–30 min"),
     (None, "≥ 30 min"),
 )
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What distinguishes one of the three datasets: its name, kind, split and card text."""
+
+    kind: Kind
+    name: str
+    split: str
+    pretty_name: str
+    summary: str
+    description: str
+    task_categories: tuple[str, ...] = ("video-text-to-text", "visual-question-answering")
+    size_note: str = ""
 
 
 def size_category(rows: int) -> str:
@@ -214,8 +230,6 @@ def write_card_files(
     stats["data_bytes"] = sum(f.stat().st_size for f in (out / spec.split).rglob("*") if f.is_file())
     (out / "README.md").write_text(render_card(spec, stats, repo_id), encoding="utf-8")
     (out / "ATTRIBUTION.md").write_text(render_attribution(spec, rows), encoding="utf-8")
-    from videokr.croissant import write_croissant
-
     write_croissant(
         out,
         name=spec.name,

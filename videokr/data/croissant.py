@@ -44,7 +44,7 @@ MP4 = "video/mp4"
 METADATA_FILE = "metadata.parquet"
 # The videofolder column `load_dataset` turns into the Video feature; paths are relative to <split>/.
 FILE_NAME_COLUMN = "file_name"
-# Clips live one folder below `videos/` (`videos/NNN/<clip>.mp4`, see DESIGN.md "Hub layout").
+# Clips live one folder below `videos/` (`videos/NNN/<clip>.mp4`: hash-sharded, see `videokr.data.hub`).
 CLIP_GLOB = "videos/*/*.mp4"
 _SPLIT_NAME = re.compile(r"^\w+(\.\w+)*$")
 

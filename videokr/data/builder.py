@@ -1,7 +1,7 @@
 """A `datasets.GeneratorBasedBuilder` over the release files, shared by the three dataset packages.
 
 `datasets` ≥ 4 no longer runs loading scripts from the Hub, so the published repos are no-code
-videofolders (see `videokr.hub`). This builder is the library-side twin: instantiated directly on a
+videofolders (see `videokr.data.hub`). This builder is the library-side twin: instantiated directly on a
 local release (or pipeline output) it yields the same canonical rows with a `Video` feature, for
 users who want an Arrow dataset without building a repo folder first::
 
@@ -22,10 +22,10 @@ from typing import Any, ClassVar
 
 import datasets
 
+from videokr.data.card import DatasetSpec
+from videokr.data.records import read_records, record_features
+from videokr.data.release import ClipStore, find_release_file
 from videokr.errors import VideoKRError
-from videokr.hub import DatasetSpec, record_features
-from videokr.records import read_records
-from videokr.release import ClipStore, find_release_file
 
 
 class ReleaseBuilder(datasets.GeneratorBasedBuilder):

@@ -1,0 +1,37 @@
+"""The paper's frame settings, defined once, and `FrameSampling`, the one object that carries them.
+
+Every consumer (the SFT collator, GRPO prompt encoding, the rollout engine, the lighteval model, the
+benches, the scripts' arguments) takes a `FrameSampling`, so a model is evaluated on the clip exactly as it
+was trained on it unless someone changes a setting on purpose, and then the change is one visible value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["PAPER_FPS", "PAPER_MAX_FRAMES", "PAPER_MAX_PIXELS", "PAPER_MIN_PIXELS", "FrameSampling"]
+
+#: Frames sampled per second of video (paper: 2).
+PAPER_FPS = 2.0
+#: At most this many frames per clip (paper: 128; a longer clip gets them spread over its length).
+PAPER_MAX_FRAMES = 128
+#: The paper's per-frame pixel budget, 128 × 28 × 28 (qwen-vl-utils' ``VIDEO_MAX_PIXELS`` default).
+PAPER_MAX_PIXELS = 100_352
+#: Smallest frame area after resizing, 4 × 28 × 28 (qwen-vl-utils' ``VIDEO_MIN_PIXELS``).
+PAPER_MIN_PIXELS = 3136
+
+
+@dataclass(frozen=True)
+class FrameSampling:
+    """How frames are taken from a clip: the paper's 2 fps and at most 128 frames by default.
+
+    ``num_frames`` fixes the count instead (tests, ablations). ``max_pixels`` / ``min_pixels`` bound each
+    frame after resizing. ``backend`` names a `videokr.vision.decode` backend (None: automatic).
+    """
+
+    fps: float = PAPER_FPS
+    max_frames: int = PAPER_MAX_FRAMES
+    num_frames: int | None = None
+    max_pixels: int = PAPER_MAX_PIXELS
+    min_pixels: int = PAPER_MIN_PIXELS
+    backend: str | None = None
