@@ -8,7 +8,6 @@ way the benchmark will.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -93,7 +92,3 @@ def attempt(
     ).text
     scored = score_prediction(reply, record.answer, record.problem_type, record.options)
     return Attempt(reply, scored.correct, scored.extracted)
-
-
-def all_correct(attempts: Sequence[Attempt]) -> bool:
-    return bool(attempts) and all(a.correct for a in attempts)

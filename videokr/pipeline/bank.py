@@ -10,7 +10,6 @@ with more subjects, only pays for new parents.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,17 +193,3 @@ def plan_queries(
     return run_stage(
         "queries", points, lambda p: p["id"], work, out, clients=[client], workers=workers, progress=progress
     )
-
-
-def bank_command(args: argparse.Namespace, client: ModelClient) -> int:
-    report = expand_bank(
-        client,
-        args.out,
-        only=args.subject or None,
-        courses=args.courses,
-        lectures=args.lectures,
-        points=args.points,
-        workers=args.workers,
-    )
-    print(report.summary())
-    return 0
