@@ -125,3 +125,18 @@ def test_code_names_no_document_outside_the_repository(pattern: str) -> None:
     files = [p for p in ROOT.rglob("*") if p.suffix in (".py", ".md", ".yaml") and ".venv" not in p.parts]
     files = [p for p in files if p != Path(__file__).resolve()]
     assert not [str(p.relative_to(ROOT)) for p in files if pattern in p.read_text(encoding="utf-8")]
+
+
+def test_the_data_layer_and_the_decoder_import_no_model_stack() -> None:
+    """A dataset can be built and published on a machine without the training stack's weight: the data
+    layer and the clip decoder (which the build uses) import neither torch nor transformers."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib, pkgutil, sys, videokr.data as d, videokr.vision.decode; "
+        "[importlib.import_module('videokr.data.' + m.name) for m in pkgutil.iter_modules(d.__path__)]; "
+        "print(sorted(m for m in ('torch', 'transformers', 'trl', 'lighteval') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
