@@ -158,6 +158,12 @@ _LETTER_THEN_TEXT = re.compile(r"([A-J])\s+(.+)", re.DOTALL)
 # Capital letters standing alone; A and I before a lower-case word are the article and the pronoun.
 _LONE_CAPITAL = re.compile(r"(?<![A-Za-z0-9'’])([A-J])(?![A-Za-z0-9'’])")
 _ARTICLE_OR_PRONOUN = re.compile(r"\s+[a-z]")
+# An answer block that opens with the letter and goes on to explain: "B The nucleus …", "C because …".
+# Not when the next word makes the letter the subject of a claim ("C is wrong; …") or joins a second
+# letter ("B or C"): those are decided by the statements, or not at all.
+_OPENING_LETTER = re.compile(
+    r"([A-J])[ \t]+(?!(?i:is|are|was|were|or|and|nor|vs\.?|versus|not|seems|appears)\b)\S"
+)
 
 
 def _choice_in_span(span: str, options: Sequence[str], count: int, *, loose: bool) -> str | None:
@@ -183,6 +189,9 @@ def _choice_in_span(span: str, options: Sequence[str], count: int, *, loose: boo
     letter = _last_statement(plain, options, count)
     if letter:
         return letter
+    match = _OPENING_LETTER.match(plain)
+    if match and not (match.group(1) in "AI" and _ARTICLE_OR_PRONOUN.match(plain, match.end(1))):
+        return match.group(1)
     if len(plain) > 200:
         return None
     index = _option_mentioned(plain, options)
@@ -218,7 +227,10 @@ _MARKER = re.compile(
     r"(?i:\b(?:final|correct|right|best|most\s+(?:likely|appropriate|accurate|plausible|reasonable))"
     r"\s+(?:answer|option|choice)\b[\s*_]*(?:(?:is|would\s+be|should\s+be|must\s+be|will\s+be)\b)?"
     r"|\banswer\b[\s*_]*(?:(?:is|would\s+be|should\s+be|must\s+be|will\s+be)\b|[:：=])"
-    r"|\b(?:i\s+(?:would\s+|will\s+)?|i'll\s+|let's\s+|we\s+)(?:choose|select|pick|go\s+with)\b)"
+    r"|\b(?:i\s+(?:would\s+|will\s+|shall\s+)?|i'(?:ll|d)\s+|i(?:'m|\s+am)\s+|let's\s+|we\s+)"
+    r"(?:choose|select|pick|go(?:ing)?\s+with|opt(?:ing)?\s+for|answer(?:ing)?|say)\b"
+    r"|\bmy\s+(?:final\s+)?(?:answer|choice|pick|selection)\b[\s*_]*(?:is\b|[:：=])"
+    r"|\bi(?:'m|\s+am)\s+(?:confident|sure|certain)\s+(?:that\s+)?(?:it|the\s+answer)\s+is\b)"
     r"(?i:\s+(?:therefore|thus|clearly|likely|probably|definitely|indeed|still))?[\s*_:：=]*"
 )
 # How far after a marker the choice is looked for: bounded, so a long run of markers stays linear.
@@ -232,7 +244,8 @@ _HEAD_LETTER = re.compile(
 )
 # Statements with the letter first: "Option B is correct", "(C) is the best answer", "So D is correct".
 _LETTER_FIRST = re.compile(
-    r"(?:(?:^|[\n.!?:;,])[ \t]*|\b(?i:option|choice|so|thus|therefore|hence|clearly)\s+)(?:\*\*)?"
+    r"(?:(?:^|[\n.!?:;,])[ \t]*|\b(?i:option|choice|so|thus|therefore|hence|clearly)\s+"
+    r"|\b(?i:i\s+(?:believe|think|am\s+(?:confident|sure|certain)))\s+(?i:that\s+)?)(?:\*\*)?"
     r"(?:[\(\[]\s*([A-Ja-j])\s*[\)\]]|([A-J]))(?![A-Za-z0-9'’])[\s*_]*"
     r"(?i:is|seems|appears)\s+(?i:to\s+be\s+)?(?i:the\s+)?(?i:most\s+)?(?i:correct|right|best|answer)\b",
     re.M,

@@ -3,7 +3,9 @@
 Without a judge, open-ended answers are scored by ROUGE and reported on their own line (the official
 scorer skips them); with one, each open-ended answer gets the official open-ended judge prompt and a
 0/1 verdict, and multiple-choice answers can be judged too (``judge_mc``) though by default they are read
-by the deterministic letter extraction, which implements the MC judge prompt's own rules.
+by the deterministic letter extraction, which implements the MC judge prompt's own rules. The
+``official`` protocol (``protocol="official"``, ``--judge-protocol official``) instead reproduces the
+paper's judged runs exactly (see `videokr.evaluation.official`); its verdicts make ``acc_official``.
 
 Why the judge is configured here and not on the metric object: lighteval hashes each task's config,
 metric included, to key its prediction cache. Judge settings on the metric would change that hash and
@@ -18,19 +20,27 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from videokr.data.answer_format import is_multiple_choice
 from videokr.data.prompts import format_options, has_embedded_options
 from videokr.errors import VideoKRError
 from videokr.evaluation.answers import answer_blocks
+from videokr.evaluation.official import (
+    OFFICIAL_JUDGE_MAX_TOKENS,
+    OFFICIAL_JUDGE_TEMPERATURE,
+    official_judge_verdict,
+    official_prediction,
+)
 
 __all__ = [
     "JUDGE_ENV",
     "JUDGE_PROMPT_MC",
     "JUDGE_PROMPT_OPEN_ENDED",
+    "JUDGE_PROTOCOLS",
     "Judge",
     "JudgeItem",
+    "JudgeProtocol",
     "JudgeSettings",
     "active_judge",
     "configure_judge",
@@ -47,7 +57,15 @@ JUDGE_ENV = {
     "model": "VIDEOKR_JUDGE_MODEL",
     "api_key": "VIDEOKR_JUDGE_API_KEY",
     "judge_mc": "VIDEOKR_JUDGE_MC",
+    "protocol": "VIDEOKR_JUDGE_PROTOCOL",
 }
+
+#: ``videokr``: open-ended items judged (multiple choice too with ``judge_mc``), greedy, a verdict is a
+#: reply of exactly ``0`` or ``1``. ``official``: the paper's protocol (`videokr.evaluation.official`):
+#: every item judged, temperature 1, 256 tokens, the first answer block shown, a reply containing ``1``
+#: counts as correct.
+JudgeProtocol = Literal["videokr", "official"]
+JUDGE_PROTOCOLS: tuple[JudgeProtocol, ...] = ("videokr", "official")
 
 
 @dataclass(frozen=True)
@@ -60,9 +78,21 @@ class JudgeSettings:
     judge_mc: bool = False
     max_workers: int = 8
     timeout_s: float = 120.0
+    protocol: JudgeProtocol = "videokr"
+
+    def __post_init__(self) -> None:
+        if self.protocol not in JUDGE_PROTOCOLS:
+            raise ValueError(
+                f"judge protocol must be one of {', '.join(JUDGE_PROTOCOLS)}, not {self.protocol!r}"
+            )
+
+    @property
+    def judges_mc(self) -> bool:
+        """Whether multiple-choice items are judged (always under the official protocol)."""
+        return self.judge_mc or self.protocol == "official"
 
     def describe(self) -> str:
-        return f"{self.model or 'default model'} at {self.base_url}"
+        return f"{self.model or 'default model'} at {self.base_url} ({self.protocol} protocol)"
 
 
 @dataclass(frozen=True)
@@ -98,21 +128,21 @@ class Judge:
             return list(pool.map(self._one, items))
 
     def _one(self, item: JudgeItem) -> bool | None:
-        prompt = judge_prompt(
-            item.question, item.options, item.answer, judge_input(item.prediction), item.problem_type
-        )
+        official = self.settings.protocol == "official"
+        shown = official_prediction(item.prediction) if official else judge_input(item.prediction)
+        prompt = judge_prompt(item.question, item.options, item.answer, shown, item.problem_type)
         try:
             reply = self.client.chat_completion(
                 messages=[{"role": "user", "content": prompt}],
                 model=self.settings.model,
-                temperature=0.0,
-                max_tokens=8,
+                temperature=OFFICIAL_JUDGE_TEMPERATURE if official else 0.0,
+                max_tokens=OFFICIAL_JUDGE_MAX_TOKENS if official else 8,
             )
             text = reply.choices[0].message.content
         except Exception as error:  # one bad call must not lose the whole run's scores
             logger.warning("judge call failed: %s", error)
             return None
-        return parse_judge_verdict(text)
+        return official_judge_verdict(text) if official else parse_judge_verdict(text)
 
 
 def _inference_client(settings: JudgeSettings) -> ChatClient:
@@ -154,6 +184,7 @@ def active_judge() -> Judge | None:
         model=os.environ.get(JUDGE_ENV["model"]) or None,
         api_key=os.environ.get(JUDGE_ENV["api_key"]) or None,
         judge_mc=os.environ.get(JUDGE_ENV["judge_mc"], "").strip().lower() in {"1", "true", "yes"},
+        protocol=os.environ.get(JUDGE_ENV["protocol"], "").strip().lower() or "videokr",  # type: ignore[arg-type]
     )
     return configure_judge(settings)
 

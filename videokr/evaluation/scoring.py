@@ -10,9 +10,13 @@ What is counted, and why (the official scorer's rules, made explicit):
   silently: they get the paper's reward rule (mean ROUGE-1/2/L F1), reported on its own line
   (``open_rouge``, ``open_n``), and ``acc`` says which items it covers through ``n``.
 
-So ``acc`` is the official number in both modes: over all items with a judge, over the multiple-choice
-items without one (``judged`` tells which). With several trials per item (the single-frame probe),
-``acc`` is the mean over trials and ``answerable_rate`` the share of items answered right in *every*
+``acc`` is ours (robust reading) over all items with a judge, over the multiple-choice items without
+one (``judged`` tells which). ``acc_official`` is the paper's number, scored exactly as the official code
+scores (`videokr.evaluation.official`): without a judge, or with a judge of the ``videokr`` protocol,
+its rule mode (multiple choice only; open-ended items are skipped, ``official_skipped`` counts them);
+with a judge of the ``official`` protocol, that judge's verdict on every item. The leaderboard's headline
+column is ``acc_official``. With several trials per item (the single-frame probe), ``acc`` is the mean
+over trials and ``answerable_rate`` the share of items answered right in *every*
 trial, the paper's "single-frame solvable".
 
 lighteval plumbing: the metric is a corpus-level metric named ``videokr`` whose per-item value is a
@@ -38,6 +42,7 @@ from lighteval.tasks.requests import Doc, SamplingMethod
 from videokr.data.records import MULTIPLE_CHOICE
 from videokr.evaluation.answers import score_prediction
 from videokr.evaluation.judge import Judge, JudgeItem, active_judge
+from videokr.evaluation.official import official_mc_correct
 
 __all__ = [
     "BOOTSTRAP_ITERATIONS",
@@ -86,6 +91,8 @@ def _score_one(item: Mapping[str, Any], outputs: list[str]) -> dict[str, Any]:
         "scored": is_mc,
         "judged": False,
         "correct": [float(s.correct) for s in scores],
+        # The official rule mode scores multiple choice only; an official judge fills open-ended in.
+        "official": [float(official_mc_correct(text, item["answer"])) for text in outputs] if is_mc else [],
         "rouge": [] if is_mc else [float(s.score) for s in scores],
         "extracted": [s.extracted for s in scores],
         "method": [s.method for s in scores],
@@ -100,17 +107,26 @@ def _apply_judge(
     items: list[JudgeItem] = []
     for i, (doc, outputs) in enumerate(zip(docs, texts, strict=True)):
         item = doc.specific or {}
-        if item["problem_type"] == MULTIPLE_CHOICE and not judge.settings.judge_mc:
+        if item["problem_type"] == MULTIPLE_CHOICE and not judge.settings.judges_mc:
             continue
         for trial, text in enumerate(outputs):
             targets.append((i, trial))
             items.append(
                 JudgeItem(item["question"], item["options"], item["answer"], text, item["problem_type"])
             )
+    official = judge.settings.protocol == "official"
     for (i, trial), verdict in zip(targets, judge.verdicts(items), strict=True):
         record = records[i]
-        record["correct"][trial] = float(bool(verdict))
         record["judge_failures"] += verdict is None
+        if official:
+            # The paper's judged run: its verdict is the official score of every item. Ours keeps reading
+            # multiple-choice letters robustly unless asked to judge them (judge_mc).
+            if not record["official"]:
+                record["official"] = [0.0] * record["trials"]
+            record["official"][trial] = float(bool(verdict))
+            if record["problem_type"] == MULTIPLE_CHOICE and not judge.settings.judge_mc:
+                continue
+        record["correct"][trial] = float(bool(verdict))
         record["judged"] = record["scored"] = True
 
 
@@ -169,6 +185,9 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> dict[str, float]:
     open_ended = [r for r in records if r["problem_type"] != MULTIPLE_CHOICE]
     out: dict[str, float] = {"n_items": float(len(records))}
     _add(out, "acc", [_mean(r["correct"]) for r in scored], stderr=True)
+    official = [r for r in records if r.get("official")]
+    _add(out, "acc_official", [_mean(r["official"]) for r in official], stderr=True)
+    out["official_skipped"] = float(len(records) - len(official))
     _add(out, "mc_acc", [_mean(r["correct"]) for r in scored if r["problem_type"] == MULTIPLE_CHOICE])
     _add(out, "open_acc", [_mean(r["correct"]) for r in open_ended if r["judged"]])
     _add(out, "open_rouge", [_mean(r["rouge"]) for r in open_ended])
@@ -183,6 +202,8 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> dict[str, float]:
             groups[str(r.get(label) or "unknown")].append(r)
         for value in sorted(groups):
             _add(out, f"acc:{label}={value}", [_mean(r["correct"]) for r in groups[value]])
+            counted = [r for r in groups[value] if r.get("official")]
+            _add(out, f"acc_official:{label}={value}", [_mean(r["official"]) for r in counted])
             if trials > 1:
                 name = f"answerable_rate:{label}={value}"
                 _add(out, name, [float(all(c == 1.0 for c in r["correct"])) for r in groups[value]])
