@@ -193,6 +193,10 @@ def test_eval_fields_and_long_skill_names() -> None:
         "Natural Sciences",
     )
     assert record.think is None and record.source_url is None  # unknown stays unknown
+    # The official evaluation reads the subject from "source" when "subject" is absent; only Eval rows.
+    sourced = {k: v for k, v in row.items() if k != "subject"} | {"source": "Chemistry"}
+    assert parse_row(sourced, "eval").subject == "Chemistry"
+    assert parse_row({**sourced, "think": "t"}, "sft").subject is None
 
 
 @pytest.mark.parametrize(

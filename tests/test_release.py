@@ -76,6 +76,23 @@ def test_clips_in_tars_split_tars_and_folders_are_served_by_row_path(release: Pa
     assert store.resolve("videos_0003/missing.mp4") is None
 
 
+def test_rows_naming_clips_as_the_official_loaders_accept_them_are_found(release: Path) -> None:
+    """The official evaluation loader tries the path as given and with each of "", .mp4, .MP4, .mkv,
+    .avi, .mov as its suffix; the training loaders strip leading "./" and try with and without Videos/."""
+    (release / "Videos" / "videos_0002" / "e.MP4").write_bytes(b"E" * 7)
+    (release / "Videos" / "videos_0002" / "f.mov").write_bytes(b"F" * 7)
+    store = ClipStore(release)
+    for row_path, expected in [
+        ("videos_0000/a", "videos_0000/a.mp4"),  # no extension
+        ("videos_0000/a.avi", "videos_0000/a.mp4"),  # another extension
+        ("Videos/videos_0002/e", "Videos/videos_0002/e.MP4"),
+        (".//videos_0002/f", "Videos/videos_0002/f.mov"),
+    ]:
+        ref = store.resolve(row_path)
+        assert ref is not None and ref.name == expected, row_path
+    assert store.resolve("videos_0000/z") is None
+
+
 def test_concatenated_reader_seeks_across_parts(tmp_path: Path) -> None:
     parts = []
     for index, text in enumerate([b"hello ", b"split ", b"world"]):

@@ -48,6 +48,9 @@ SOURCE_URL_KEYS = ("source_url", "url", "youtube_url", "video_url")
 CREATOR_KEYS = ("creator", "channel", "uploader", "author")
 DURATION_KEYS = ("duration_s", "duration")
 DATASET_KEYS = ("dataset", "source_benchmark", "benchmark")
+#: The official evaluation reads the subject as ``subject``, else ``source``; only Eval rows get the
+#: fallback, since elsewhere ``source`` may name something else.
+EVAL_SUBJECT_KEYS = ("subject", "source")
 
 _PROBLEM_TYPE_SPELLINGS = {
     "multiple choice": MULTIPLE_CHOICE,
@@ -449,7 +452,7 @@ def parse_row(
         problem_type=problem_type,
         think=think,
         skill=choices["skill"],
-        subject=_text(raw.get("subject")),
+        subject=_text(_first(raw, EVAL_SUBJECT_KEYS)[1] if kind == "eval" else raw.get("subject")),
         discipline=choices["discipline"],
         knowledge_point=_text(raw.get("knowledge_point")),
         source_url=_text(_first(raw, SOURCE_URL_KEYS)[1]),

@@ -16,7 +16,7 @@ import re
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from videokr.atomic import atomic_path
@@ -28,6 +28,8 @@ RELEASE_FILES = {
     "eval": "VideoKR_eval.jsonl",
 }
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".m4v")
+#: The suffixes the official evaluation loader tries on a row's path, in its order ("": as given).
+OFFICIAL_SUFFIXES = ("", ".mp4", ".MP4", ".mkv", ".avi", ".mov")
 _PART = re.compile(r"^(?P<stem>.+\.tar)\.part\.(?P<suffix>[a-z]+)$")
 _COPY_CHUNK = 1 << 20
 
@@ -214,14 +216,27 @@ class ClipStore:
         self._clips.setdefault(ref.name, ref)
 
     def resolve(self, path: str) -> ClipRef | None:
-        """The clip a row names, trying the spellings the official loaders try (with/without `Videos/`)."""
-        path = path.strip().removeprefix("./")
-        candidates = [path, path.removeprefix("Videos/"), f"Videos/{path}"]
-        for candidate in candidates:
-            ref = self._clips.get(candidate)
-            if ref is not None:
-                return ref
+        """The clip a row names, trying what the official loaders try, in their order: the path with
+        leading ``.`` and ``/`` removed, then without or with ``Videos/`` (the training loaders), each as
+        given and then with its suffix replaced by each of `OFFICIAL_SUFFIXES` (the evaluation loader:
+        ``x`` finds ``x.mp4``, ``x.avi`` finds ``x.mp4``). A name no spelling finds returns None."""
+        path = path.strip().lstrip("./")
+        bases = [path, path.removeprefix("Videos/") if path.startswith("Videos/") else f"Videos/{path}"]
+        for base in bases:
+            for candidate in _suffix_variants(base):
+                ref = self._clips.get(candidate)
+                if ref is not None:
+                    return ref
         return None
 
     def __iter__(self) -> Iterator[ClipRef]:
         return iter(self._clips.values())
+
+
+def _suffix_variants(name: str) -> Iterator[str]:
+    """`name` as given, then with its suffix replaced by each official one (``""`` drops it)."""
+    yield name
+    pure = PurePosixPath(name)
+    for suffix in OFFICIAL_SUFFIXES:
+        if pure.name not in ("", ".", ".."):
+            yield str(pure.with_suffix(suffix))
