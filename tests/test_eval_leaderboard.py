@@ -83,3 +83,35 @@ def test_leaderboard_writes_markdown_csv_and_png(
     ]
     png = (tmp_path / "leaderboard.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+
+
+def _results_file(folder: Path, stamp: str, seed: int, max_frames: int, acc_official: float) -> None:
+    """A results file as lighteval writes it, reduced to what the leaderboard reads."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {"model_name": "org/m", "fps": 2.0, "max_frames": max_frames, "max_pixels": 100352, "seed": seed}
+    metrics = {"acc_official": acc_official, "acc_official_ci_low": acc_official - 0.05}
+    metrics |= {"acc_official_ci_high": acc_official + 0.05, "acc_official_n": 100.0, "acc": 0.5}
+    data = {"config_general": {"model_config": config}, "results": {"videokr_eval|0": metrics}}
+    (folder / f"results_{stamp}.json").write_text(json.dumps(data))
+
+
+def test_runs_with_several_seeds_are_averaged_and_the_newest_run_per_seed_wins(tmp_path: Path) -> None:
+    """The paper's protocol reports the mean of 3 runs: one row, mean ± standard deviation."""
+    _results_file(tmp_path / "a", "2026-01-01T00-00-00", seed=0, max_frames=128, acc_official=0.5)
+    _results_file(tmp_path / "a", "2026-01-01T00-00-01", seed=1, max_frames=128, acc_official=0.9)
+    _results_file(tmp_path / "a", "2026-01-01T00-00-02", seed=1, max_frames=128, acc_official=0.6)  # rerun
+    _results_file(tmp_path / "b", "2026-01-01T00-00-03", seed=2, max_frames=128, acc_official=0.7)
+    _results_file(tmp_path / "b", "2026-01-01T00-00-04", seed=0, max_frames=32, acc_official=0.2)
+    board = build_leaderboard([tmp_path])
+    assert [row.label for row in board.rows] == ["m", "m (max_frames=32)"]
+    paper, short = board.rows
+    estimate = paper.estimate("videokr_eval", "acc_official")
+    assert estimate.runs == 3 and estimate.value == pytest.approx(0.6)
+    assert estimate.std == pytest.approx(0.1)  # sample standard deviation of 0.5, 0.6, 0.7
+    assert paper.estimate("videokr_eval", "acc").value == pytest.approx(0.5)
+    assert len(paper.files["videokr_eval"]) == 3
+    assert short.estimate("videokr_eval", "acc_official").runs == 1
+    cells = board.table()[0]
+    assert cells[1] == "60.0 ± 10.0 [55.0, 65.0]"

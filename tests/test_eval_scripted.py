@@ -42,6 +42,7 @@ class Plan:
         self.rows = {row["id"]: row for row in rows}
         self.texts: dict[str, str] = {}
         self.correct: dict[str, bool] = {}
+        self.official: dict[str, bool] = {}
         mc = [r for r in rows if r["problem_type"] == MULTIPLE_CHOICE]
         open_ended = [r for r in rows if r["problem_type"] != MULTIPLE_CHOICE]
         for k, row in enumerate(mc):
@@ -58,6 +59,13 @@ class Plan:
             ]
             self.texts[row["id"]] = forms[k % len(forms)]
             self.correct[row["id"]] = k % len(forms) not in (0, 5)
+            # The official reading of the same forms: tags in any case, "answer is (X)"; option text only
+            # when its first standalone letter (either case) happens to be the gold one.
+            first = re.search(r"\b([A-Ja-j])\b", option)
+            by_text = bool(first) and first.group(1).upper() == letter
+            self.official[row["id"]] = {0: False, 1: True, 2: True, 3: by_text, 4: True, 5: False}[
+                k % len(forms)
+            ]
         for k, row in enumerate(open_ended):
             right = k % 2 == 0
             self.texts[row["id"]] = f"<answer>{row['answer'] if right else 'no idea at all'}</answer>"
@@ -68,6 +76,9 @@ class Plan:
 
     def expected_acc(self, ids: list[str]) -> float:
         return sum(self.correct[i] for i in ids) / len(ids)
+
+    def official_correct(self, item: str) -> bool:
+        return self.official[item]
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +131,14 @@ def test_accuracy_and_breakdowns_are_exact_without_a_judge(
     assert m["acc:problem_type=multiple choice"] == pytest.approx(m["acc"])
     assert run.results_file is not None and run.results_file.is_file()
 
+    # The official rule mode: multiple choice only (open-ended skipped), its letter rules (see
+    # `videokr.evaluation.official`), restated here per answer form.
+    assert (m["acc_official_n"], m["official_skipped"]) == (len(mc_ids), len(open_ids))
+    assert m["acc_official"] == pytest.approx(sum(plan.official_correct(i) for i in mc_ids) / len(mc_ids))
+    for value, ids in _groups(plan, mc_ids, "dataset").items():
+        expected = sum(plan.official_correct(i) for i in ids) / len(ids)
+        assert m[f"acc_official:dataset={value}"] == pytest.approx(expected)
+
 
 def test_a_judge_scores_open_ended_items_without_rerunning_the_model(
     repo: Path,
@@ -160,6 +179,50 @@ def test_a_judge_scores_open_ended_items_without_rerunning_the_model(
     assert m["acc"] == pytest.approx(plan.expected_acc(list(plan.rows)))
     assert m["open_acc"] == pytest.approx(plan.expected_acc(open_ids))
     assert m["acc:problem_type=open-ended"] == pytest.approx(m["open_acc"])
+
+
+def test_the_official_judge_protocol_judges_every_item_as_the_paper_did(
+    repo: Path,
+    model_dir: Path,
+    plan: Plan,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+    def verdict(payload: dict[str, Any]) -> str:
+        text = message_text(payload)
+        answer = text.split("Ground Truth Answer:\n", 1)[1].split("\nModel Prediction:\n", 1)[0]
+        prediction = text.split("\nModel Prediction:\n", 1)[1].split("\n#", 1)[0]
+        # Verbose replies: the official reading counts any reply containing "1".
+        return "Score: 1" if answer.strip().lower() == prediction.strip().lower() else "Score: 0"
+
+    cache = tmp_path_factory.getbasetemp() / "scripted-cache"  # shared with the runs above
+    model = scripted_model(model_dir, cache, plan.answer)
+    with ChatServer(verdict) as server:
+        settings = JudgeSettings(base_url=server.base_url, model="judge", max_workers=4, protocol="official")
+        run = run_eval(
+            model,
+            ["videokr_eval"],
+            dataset=str(repo),
+            output_dir=tmp_path_factory.mktemp("official-judge"),
+            judge=settings,
+        )
+    m = run.task_metrics()["videokr_eval"]
+    assert model.received == []  # cached generations were scored again, the model was not called
+    assert len(server.requests) == len(plan.rows)  # multiple choice judged too
+    assert {(r["temperature"], r["max_tokens"]) for r in server.requests} == {(1.0, 256)}
+    # The judge saw the first answer block's content (tags stripped), the whole output without one.
+    expected = {}
+    for item, row in plan.rows.items():
+        blocks = re.findall(r"<answer>(.*?)</answer>", plan.texts[item], flags=re.I | re.S)
+        prediction = blocks[0].strip() if blocks and blocks[0].strip() else plan.texts[item].strip()
+        expected[item] = prediction.lower() == row["answer"].strip().lower()
+    assert m["official_skipped"] == 0 and m["acc_official_n"] == len(plan.rows)
+    assert m["acc_official"] == pytest.approx(sum(expected.values()) / len(expected))
+    # Ours keeps reading multiple-choice letters robustly; open-ended takes the same verdicts.
+    mc_ids = [i for i, r in plan.rows.items() if r["problem_type"] == MULTIPLE_CHOICE]
+    assert m["mc_acc"] == pytest.approx(plan.expected_acc(mc_ids))
 
 
 def test_a_judge_in_hub_offline_mode_fails_once_by_name(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -37,7 +37,10 @@ def _eval(args: argparse.Namespace) -> int:
         judge_model=args.judge_model,
         judge_mc=args.judge_mc,
         judge_api_key=os.environ.get("VIDEOKR_JUDGE_API_KEY"),
+        judge_protocol=args.judge_protocol,
         cache_dir=args.cache_dir,
+        runs=args.runs,
+        seed=args.seed,
     )
 
 
@@ -93,6 +96,20 @@ def add_eval_commands(commands: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--judge-model", default=None, help="model name the judge endpoint serves")
     ev.add_argument("--judge-mc", action="store_true", help="judge multiple-choice answers too")
+    ev.add_argument(
+        "--judge-protocol",
+        choices=("videokr", "official"),
+        default="videokr",
+        help="official: the paper's judged runs (every item judged, temperature 1, 256 tokens, a reply "
+        "containing 1 is correct), which then make acc_official; videokr: open-ended judged greedily",
+    )
+    ev.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="repeat with seeds --seed, --seed+1, … and report mean ± std (the paper's protocol: 3)",
+    )
+    ev.add_argument("--seed", type=int, default=0, help="sampling seed of the first run")
 
     text = "Leaderboard across VideoKR-Eval runs: Markdown (printed), CSV and a PNG plot."
     lb = commands.add_parser("leaderboard", help=text, description=text)

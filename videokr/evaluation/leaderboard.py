@@ -3,8 +3,10 @@
 Input is any number of folders holding lighteval results files (``results_*.json``, found recursively,
 as ``videokr eval`` / ``lighteval custom`` write them). One row per *model setting*: a model evaluated
 at 32 and at 128 frames is two rows, because the frame settings are read from the run's model config
-and become part of the row's label. When a setting was run on the same task more than once, the
-newest results file wins (runs are listed, not averaged, so a stale run never blends in unnoticed).
+and become part of the row's label. Runs of one setting with different sampling seeds (``videokr eval
+--runs 3``, the paper's protocol) are averaged: each number is their mean, shown ± their standard
+deviation (interval bounds are the mean of the runs' bounds). When a setting was run on the same task
+and seed more than once, the newest results file wins, so a stale run never blends in unnoticed.
 
 Columns: the headline is ``acc_official``, the full benchmark scored as the paper's official code scores
 it (`videokr.evaluation.official`), with its 95 % bootstrap interval, so a row can be put beside the
@@ -57,6 +59,8 @@ class Estimate:
     low: float = math.nan
     high: float = math.nan
     n: int = 0
+    std: float = math.nan  # across runs
+    runs: int = 1
 
     @classmethod
     def read(cls, metrics: Mapping[str, float], name: str) -> Estimate | None:
@@ -67,6 +71,8 @@ class Estimate:
             float(metrics.get(f"{name}_ci_low", math.nan)),
             float(metrics.get(f"{name}_ci_high", math.nan)),
             int(metrics.get(f"{name}_n", 0) or 0),
+            float(metrics.get(f"{name}_std", math.nan)),
+            int(metrics.get(f"{name}_runs", 1) or 1),
         )
 
 
@@ -78,7 +84,8 @@ class Row:
     model: str
     settings: dict[str, Any]
     tasks: dict[str, dict[str, float]] = field(default_factory=dict)
-    files: dict[str, str] = field(default_factory=dict)
+    files: dict[str, list[str]] = field(default_factory=dict)
+    runs: dict[str, dict[int, dict[str, float]]] = field(default_factory=dict)  # task → seed → metrics
 
     def estimate(self, task: str, name: str = "acc") -> Estimate | None:
         metrics = self.tasks.get(task)
@@ -123,14 +130,40 @@ def load_rows(results_dirs: Iterable[str | Path]) -> list[Row]:
         config = general.get("model_config") or {}
         model = str(config.get("model_name") or general.get("model_name") or path.parent.name)
         settings = {k: config[k] for k in (*_PAPER_SETTINGS, "probe") if k in config}
+        seed = int(config.get("seed") or 0)
         label = _label(model, settings)
         row = rows.setdefault(label, Row(label, model, settings))
         for key, metrics in data.get("results", {}).items():
             task = _task_name(key)
             if task.startswith("videokr_eval") and "_average" not in task:
-                row.tasks[task] = metrics
-                row.files[task] = str(path)
+                row.runs.setdefault(task, {})[seed] = {**metrics, "_file": str(path)}  # type: ignore[dict-item]
+    for row in rows.values():
+        for task, by_seed in row.runs.items():
+            runs = [dict(by_seed[seed]) for seed in sorted(by_seed)]
+            row.files[task] = [str(run.pop("_file")) for run in runs]
+            row.tasks[task] = _combine(runs)
     return list(rows.values())
+
+
+_SUFFIXES = ("_ci_low", "_ci_high", "_n", "_stderr")
+
+
+def _combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One run's metrics as they are; several runs' as their mean, with ``name_std`` and ``name_runs``."""
+    if len(runs) == 1:
+        return runs[0]
+    out: dict[str, Any] = {}
+    for name in runs[0]:
+        values = [run.get(name) for run in runs]
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            out[name] = runs[-1][name]
+            continue
+        mean = sum(values) / len(values)
+        out[name] = mean
+        if not name.endswith(_SUFFIXES):
+            out[f"{name}_std"] = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+            out[f"{name}_runs"] = len(values)
+    return out
 
 
 @dataclass
@@ -167,8 +200,10 @@ class Leaderboard:
         lines = ["| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
         lines += ["| " + " | ".join(cells) + " |" for cells in self.table()]
         note = (
-            "\nAccuracy in %, 95 % bootstrap interval in brackets. The headline and the per-benchmark and "
-            "probe columns are the official scorer's (the paper's rules); \"ours\" reads answers robustly. "
+            "\nAccuracy in %, 95 % bootstrap interval in brackets, ± the standard deviation across runs "
+            "when a setting was run with several seeds (their mean is shown). The headline and the "
+            "per-benchmark and probe columns are the official scorer's (the paper's rules); \"ours\" "
+            "reads answers robustly. "
             "Without a judge, accuracy covers the multiple-choice items (the official scorer skips "
             "open-ended ones) and open-ended items are scored by ROUGE on their own column."
         )
@@ -179,14 +214,15 @@ class Leaderboard:
         settings = ["fps", "max_frames", "num_frames", "max_pixels", "probe"]
         names = list(_estimates(self.rows[0])) if self.rows else []
         header = ["model", "label", *settings]
-        header += [f"{m}{s}" for m in names for s in ("", "_ci_low", "_ci_high", "_n")] + ["judged"]
+        header += [f"{m}{s}" for m in names for s in ("", "_ci_low", "_ci_high", "_n", "_std", "_runs")]
+        header += ["judged"]
         with path.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(header)
             for row in self.rows:
                 line: list[Any] = [row.model, row.label, *(row.settings.get(k) for k in settings)]
                 for est in _estimates(row).values():
-                    line += [est.value, est.low, est.high, est.n] if est else ["", "", "", ""]
+                    line += [est.value, est.low, est.high, est.n, est.std, est.runs] if est else [""] * 6
                 line.append({True: 1, False: 0, None: ""}[row.judged()])
                 writer.writerow(line)
 
@@ -255,6 +291,8 @@ def _cell(e: Estimate | None, *, interval: bool = False) -> str:
     if e is None or math.isnan(e.value):
         return "–"
     text = f"{100 * e.value:.1f}"
+    if e.runs > 1 and not math.isnan(e.std):
+        text += f" ± {100 * e.std:.1f}"
     if interval and not (math.isnan(e.low) or math.isnan(e.high)):
         text += f" [{100 * e.low:.1f}, {100 * e.high:.1f}]"
     return text

@@ -17,9 +17,9 @@ from typing import Any
 
 from videokr.data.local import refresh_shared_cache
 from videokr.evaluation.compat import ensure_registry_importable, import_pipeline
-from videokr.evaluation.judge import JudgeSettings, configure_judge
+from videokr.evaluation.judge import JudgeProtocol, JudgeSettings, configure_judge
 
-__all__ = ["DEFAULT_TASKS", "EvalRun", "eval_command", "format_summary", "run_eval"]
+__all__ = ["DEFAULT_TASKS", "EvalRun", "eval_command", "format_runs_summary", "format_summary", "run_eval"]
 
 DEFAULT_TASKS: tuple[str, ...] = ("videokr_eval", "videokr_eval_single_frame", "videokr_eval_text_only")
 
@@ -97,13 +97,19 @@ def _fmt(value: float | None) -> str:
 
 
 def format_summary(run: EvalRun) -> str:
-    """A few lines per task: accuracy with its interval, then the lines a reader must not miss."""
+    """A few lines per task: both accuracies with their intervals, then the lines a reader must not miss."""
     lines = []
     for task, m in sorted(run.task_metrics().items()):
         covered = "all items" if m.get("judged") else "multiple-choice items (no judge)"
+        official = "all items" if m.get("official_skipped") == 0 else "multiple-choice items"
         lines.append(
-            f"{task}: acc {_fmt(m.get('acc'))} [{_fmt(m.get('acc_ci_low'))}, {_fmt(m.get('acc_ci_high'))}] "
-            f"over {int(m.get('acc_n', 0))} {covered}"
+            f"{task}: acc_official {_fmt(m.get('acc_official'))} "
+            f"[{_fmt(m.get('acc_official_ci_low'))}, {_fmt(m.get('acc_official_ci_high'))}] "
+            f"over {int(m.get('acc_official_n', 0))} {official} (the paper's scorer)"
+        )
+        lines.append(
+            f"  acc {_fmt(m.get('acc'))} [{_fmt(m.get('acc_ci_low'))}, {_fmt(m.get('acc_ci_high'))}] "
+            f"over {int(m.get('acc_n', 0))} {covered} (robust reading)"
         )
         if m.get("open_rouge_n"):
             lines.append(
@@ -117,6 +123,27 @@ def format_summary(run: EvalRun) -> str:
         by_source = {k.split("=", 1)[1]: v for k, v in m.items() if _is_group(k, "dataset")}
         if by_source:
             lines.append("  by source: " + ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(by_source.items())))
+    return "\n".join(lines)
+
+
+def format_runs_summary(runs: Sequence[EvalRun]) -> str:
+    """Mean ± standard deviation over repeated runs (the paper's protocol reports the mean of 3)."""
+    lines = [f"mean ± std over {len(runs)} runs:"]
+    tasks = sorted(set().union(*(run.task_metrics() for run in runs)))
+    for task in tasks:
+        cells = []
+        for name in ("acc_official", "acc"):
+            values = [run.task_metrics().get(task, {}).get(name) for run in runs]
+            values = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+            if values:
+                mean = sum(values) / len(values)
+                std = (
+                    math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+                    if len(values) > 1
+                    else 0.0
+                )
+                cells.append(f"{name} {100 * mean:.1f} ± {100 * std:.1f}")
+        lines.append(f"  {task}: " + ", ".join(cells))
     return "\n".join(lines)
 
 
@@ -145,9 +172,18 @@ def eval_command(
     judge_model: str | None = None,
     judge_mc: bool = False,
     judge_api_key: str | None = None,
+    judge_protocol: JudgeProtocol = "videokr",
     cache_dir: str | Path | None = None,
+    runs: int = 1,
+    seed: int = 0,
 ) -> int:
-    """``videokr eval MODEL [--tasks …]``: run, print the summary and where the files are; exit code."""
+    """``videokr eval MODEL [--tasks …]``: run, print the summary and where the files are; exit code.
+
+    ``runs`` > 1 repeats the evaluation with sampling seeds ``seed``, ``seed + 1``, … (each run is its
+    own results file; the leaderboard reports their mean ± std), as the paper's protocol does (3 runs).
+    """
+    if runs < 1:
+        raise ValueError(f"runs must be at least 1, got {runs}")
     from videokr.evaluation.model import PAPER_GENERATION, VideoModelConfig
 
     generation: dict[str, Any] = dict(PAPER_GENERATION)
@@ -171,19 +207,32 @@ def eval_command(
     if cache_dir is not None:
         fields["cache_dir"] = str(cache_dir)
     judge = (
-        JudgeSettings(base_url=judge_url, model=judge_model, api_key=judge_api_key, judge_mc=judge_mc)
+        JudgeSettings(
+            base_url=judge_url,
+            model=judge_model,
+            api_key=judge_api_key,
+            judge_mc=judge_mc,
+            protocol=judge_protocol,
+        )
         if judge_url
         else None
     )
-    run = run_eval(
-        VideoModelConfig(**fields),
-        tasks,
-        dataset=dataset,
-        output_dir=output_dir,
-        max_samples=max_samples,
-        judge=judge,
-    )
-    print(format_summary(run))
-    if run.results_file is not None:
-        print(f"results: {run.results_file}")
+    done = []
+    for k in range(runs):
+        run = run_eval(
+            VideoModelConfig(**fields, seed=seed + k),
+            tasks,
+            dataset=dataset,
+            output_dir=output_dir,
+            max_samples=max_samples,
+            judge=judge,
+        )
+        if runs > 1:
+            print(f"run {k + 1} of {runs} (seed {seed + k}):")
+        print(format_summary(run))
+        if run.results_file is not None:
+            print(f"results: {run.results_file}")
+        done.append(run)
+    if runs > 1:
+        print(format_runs_summary(done))
     return 0
