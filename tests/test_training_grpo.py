@@ -13,12 +13,11 @@ from typing import Any
 import pytest
 import torch
 from training_fixtures import SAMPLING, corrupt_clip, rl_folder, tiny_dirs
-from trl import GRPOConfig
 
 from videokr.data import prompts
 from videokr.errors import VideoDecodeError
-from videokr.training import freeze_vision, load_video_dataset, to_grpo_rows, vision_parts
-from videokr.training.grpo import VideoGRPOTrainer
+from videokr.training import VideoGRPOConfig, freeze_vision, load_video_dataset, to_grpo_rows, vision_parts
+from videokr.training.grpo_trainer import VideoGRPOTrainer
 from videokr.training.rewards import REWARD_WEIGHTS, reward_functions, videokr_reward
 
 __all__ = ["rl_folder", "tiny_dirs"]  # module fixtures, imported so pytest finds them here
@@ -31,7 +30,7 @@ def length_reward(completions: list[Any], **_: Any) -> list[float]:
     return [float(len(completion[0]["content"])) for completion in completions]
 
 
-def grpo_args(out: Path, **overrides: Any) -> GRPOConfig:
+def grpo_args(out: Path, **overrides: Any) -> VideoGRPOConfig:
     defaults: dict[str, Any] = {
         "output_dir": str(out),
         "per_device_train_batch_size": PROMPTS * GENERATIONS // 2,
@@ -48,7 +47,7 @@ def grpo_args(out: Path, **overrides: Any) -> GRPOConfig:
         "logging_steps": 1,
         "seed": 0,
     }
-    return GRPOConfig(**{**defaults, **overrides})
+    return VideoGRPOConfig(**{**defaults, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +60,9 @@ def make_trainer(
     dataset: Any,
     out: Path,
     reward_funcs: Any,
-    rollout_engine: str = "videokr",
     **overrides: Any,
 ) -> VideoGRPOTrainer:
+    """A trainer on a fresh copy of the model; `overrides` are `VideoGRPOConfig` fields (rollout_engine…)."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     model = AutoModelForImageTextToText.from_pretrained(model_dir)
@@ -75,7 +74,6 @@ def make_trainer(
         train_dataset=dataset,
         processing_class=processor,
         sampling=SAMPLING,
-        rollout_engine=rollout_engine,
     )
 
 
@@ -144,6 +142,7 @@ def test_video_reaches_generation_and_every_logprob_pass(
     tiny_dirs: dict[str, Path], dataset: Any, tmp_path: Path, frozen: bool, engine: str
 ) -> None:
     trainer = make_trainer(tiny_dirs["qwen2_5_vl"], dataset, tmp_path, [length_reward], rollout_engine=engine)
+    assert (trainer.rollout_engine is None) == (engine == "generate")  # read from the config
     policy, reference = trainer.model, trainer.ref_model
     if frozen:
         freeze_vision(policy)  # before train() builds the optimizer, as in the script

@@ -18,7 +18,7 @@ from training_fixtures import SAMPLING, rl_folder, tiny_dirs
 from trl import GRPOConfig
 
 from videokr.training import load_video_dataset, to_grpo_rows
-from videokr.training.grpo import VideoGRPOTrainer
+from videokr.training.grpo_trainer import VideoGRPOTrainer
 from videokr.training.rollout import RolloutOptions, SamplingSettings, VideoRolloutEngine, _truncate
 from videokr.vision import EncodedPrompts, VideoBatch, VisualLoader, encode_prompts
 
@@ -227,6 +227,8 @@ def test_loss_pass_logprobs_match_the_sampling_logprobs(
         processing_class=AutoProcessor.from_pretrained(model_dir, padding_side="left"),
         sampling=SAMPLING,
     )
+    # A plain GRPOConfig (no rollout fields) gets our engine with its default options.
+    assert trainer.rollout_engine is not None and trainer.rollout_engine.options == RolloutOptions()
     batch = [row for row in rows[:2] for _ in range(GROUP)]
     output = trainer._generate_and_score_completions(batch)
     sampled = output["sampling_per_token_logps"]

@@ -5,6 +5,9 @@ the SFT checkpoint → evaluation of base, SFT and GRPO on the video, single-fra
 leaderboard. Every stage writes into one folder and marks itself done there, so re-running resumes: a
 finished stage is reused, an interrupted one is redone. The numbers mean nothing (a random tiny model on
 procedural clips); the point is that every command a real run uses has run, end to end, on this machine.
+
+Training runs as a real run does, ``accelerate launch -m videokr.training.sft`` (then ``…grpo``), from the
+installed package: nothing here reads the source repository, so the demo works from a wheel.
 """
 
 from __future__ import annotations
@@ -17,8 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-TRAIN_DIR = ROOT / "train"
 EVAL_TASKS = ("videokr_eval", "videokr_eval_single_frame", "videokr_eval_text_only")
 DONE = ".videokr-demo-done"
 STAGES = 7
@@ -56,19 +57,29 @@ def _mark(path: Path) -> None:
     (path / DONE).write_text("ok\n")
 
 
-def _launch(script: str, args: list[str], log: Path) -> None:
-    """`accelerate launch train/SCRIPT ARGS` on one CPU process; output goes to `log`."""
+def launch_command(script: str, args: list[str]) -> list[str]:
+    """``accelerate launch -m videokr.training.SCRIPT ARGS`` on one CPU process (``script``: sft or grpo):
+    the training script as a module of the installed package, not a file of the source repository."""
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1"]
     command += ["--num_machines", "1", "--cpu", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    command += [str(TRAIN_DIR / script), *args]
+    return [*command, "-m", f"videokr.training.{script}", *args]
+
+
+def _launch(script: str, args: list[str], log: Path) -> None:
+    """Run `launch_command` in the log's folder; output goes to `log`."""
     env = {**os.environ, **OFFLINE, "TOKENIZERS_PARALLELISM": "false"}
     with log.open("w") as handle:
         done = subprocess.run(
-            command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, check=False
+            launch_command(script, args),
+            cwd=log.parent,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            check=False,
         )
     if done.returncode != 0:
         tail = log.read_text()[-4000:]
-        raise RuntimeError(f"{script} failed (exit {done.returncode}); log: {log}\n{tail}")
+        raise RuntimeError(f"videokr.training.{script} failed (exit {done.returncode}); log: {log}\n{tail}")
 
 
 def run_demo(out: Path, *, small: bool = False) -> DemoResult:
@@ -149,28 +160,28 @@ def run_demo(out: Path, *, small: bool = False) -> DemoResult:
     sft = out / "models" / "sft"
 
     def train_sft() -> None:
-        args = ["--model_name_or_path", str(base), "--dataset", str(folders["sft"]), *SAMPLING]
+        args = ["--model_name_or_path", str(base), "--dataset_name", str(folders["sft"]), *SAMPLING]
         args += ["--max_samples", "4" if small else "16", "--per_device_train_batch_size", "2"]
         args += ["--max_steps", "2" if small else "8", "--learning_rate", "1e-3"]
         args += ["--output_dir", str(sft), *COMMON]
-        _launch("sft.py", args, out / "logs" / "sft.log")
+        _launch("sft", args, out / "logs" / "sft.log")
         print(f"  SFT checkpoint: {sft} (log: {out / 'logs' / 'sft.log'})")
 
     (out / "logs").mkdir(exist_ok=True)
-    stage("SFT (accelerate launch train/sft.py)", sft, train_sft)
+    stage("SFT (accelerate launch -m videokr.training.sft)", sft, train_sft)
 
     # 5. GRPO ---------------------------------------------------------------------------------------
     grpo = out / "models" / "grpo"
 
     def train_grpo() -> None:
-        args = ["--model_name_or_path", str(sft), "--dataset", str(folders["rl"]), *SAMPLING]
+        args = ["--model_name_or_path", str(sft), "--dataset_name", str(folders["rl"]), *SAMPLING]
         args += ["--max_samples", "4" if small else "8", "--per_device_train_batch_size", "4"]
         args += ["--num_generations", "4", "--max_completion_length", "8", "--beta", "0.01"]
         args += ["--max_steps", "1" if small else "2", "--output_dir", str(grpo), *COMMON]
-        _launch("grpo.py", args, out / "logs" / "grpo.log")
+        _launch("grpo", args, out / "logs" / "grpo.log")
         print(f"  GRPO checkpoint: {grpo} (log: {out / 'logs' / 'grpo.log'})")
 
-    stage("GRPO from the SFT checkpoint (accelerate launch train/grpo.py)", grpo, train_grpo)
+    stage("GRPO from the SFT checkpoint (accelerate launch -m videokr.training.grpo)", grpo, train_grpo)
 
     # 6. Evaluation ---------------------------------------------------------------------------------
     models = {"base": base, "sft": sft, "grpo": grpo}
@@ -276,12 +287,13 @@ def summary(result: DemoResult) -> str:
         "  videokr build eval --source VideoKR-Eval --out videokr_eval",
         "  videokr build sft --source VideoKR-Train --out videokr_sft --disjoint-from videokr_eval",
         "  videokr build rl --source VideoKR-Train --out videokr_rl --disjoint-from videokr_eval videokr_sft",
-        "  accelerate launch --config_file train/accelerate/zero2.yaml train/sft.py "
+        "  accelerate launch --config_file train/accelerate/zero2.yaml -m videokr.training.sft "
         "--config train/recipes/<model>/sft.yaml",
-        "  accelerate launch --config_file train/accelerate/zero2.yaml train/grpo.py "
+        "  accelerate launch --config_file train/accelerate/zero2.yaml -m videokr.training.grpo "
         "--config train/recipes/<model>/grpo.yaml",
         "  videokr eval <checkpoint> --dataset videokr_eval --output-dir results/<name>",
         "  videokr leaderboard results/* --out leaderboard",
+        "(train/: the recipes and accelerate configs, in the source repository; any path to them will do)",
     ]
     return "\n".join(lines)
 

@@ -1,22 +1,30 @@
 """Video post-training on TRL: the SFT collator, the GRPO trainer that carries video into every
-log-probability forward and its rollout engine, dataset → trainer rows, freezing, and the scripts'
-`VideoArguments`."""
+log-probability forward and its rollout engine, dataset → trainer rows, freezing, the model loader and the
+scripts' options (`VideoScriptArguments`, `VideoGRPOConfig`).
 
-from videokr.training.args import VideoArguments
+The scripts themselves are `videokr.training.sft` and `videokr.training.grpo` (``accelerate launch -m
+videokr.training.sft --config …``); they are not imported here, so running one with ``-m`` finds it
+unimported. The trainer is `videokr.training.grpo_trainer.VideoGRPOTrainer`.
+"""
+
+from videokr.training.args import VideoGRPOConfig, VideoScriptArguments
 from videokr.training.collator import DecodeFailure, VideoSFTCollator
 from videokr.training.data import grpo_prompt, load_video_dataset, to_grpo_rows, to_sft_rows
 from videokr.training.freeze import freeze_vision, vision_parts
+from videokr.training.model import load_model_and_processor
 from videokr.training.rollout import RolloutOptions, SamplingSettings, VideoRolloutEngine
 
 __all__ = [
     "DecodeFailure",
     "RolloutOptions",
     "SamplingSettings",
-    "VideoArguments",
+    "VideoGRPOConfig",
     "VideoRolloutEngine",
     "VideoSFTCollator",
+    "VideoScriptArguments",
     "freeze_vision",
     "grpo_prompt",
+    "load_model_and_processor",
     "load_video_dataset",
     "to_grpo_rows",
     "to_sft_rows",

@@ -1,7 +1,9 @@
-"""`VideoArguments`: the data and video options both training scripts take, next to TRL's own configs.
+"""The training scripts' options in TRL's own idiom: TRL's dataclasses, extended.
 
-Parsed with ``TrlParser((VideoArguments, SFTConfig | GRPOConfig, ModelConfig))``, so one recipe YAML
-holds all three groups and any field can be overridden on the command line.
+`VideoScriptArguments` (a ``trl.ScriptArguments``) says where the data comes from and how clips become
+frames; `VideoGRPOConfig` (a ``trl.GRPOConfig``) adds the rollout engine and the reward functions by name.
+The scripts parse ``TrlParser((VideoScriptArguments, SFTConfig | VideoGRPOConfig, ModelConfig))``, so one
+recipe YAML holds all three groups and any field can be overridden on the command line.
 """
 
 from __future__ import annotations
@@ -9,19 +11,29 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from trl import GRPOConfig, ScriptArguments
+
+from videokr.training.rewards import PAPER_REWARD_FUNCS, REWARD_FUNCS
 from videokr.training.rollout import RolloutOptions
 from videokr.vision import PAPER_FPS, PAPER_MAX_FRAMES, PAPER_MAX_PIXELS, PAPER_MIN_PIXELS, FrameSampling
 
+__all__ = ["VideoGRPOConfig", "VideoScriptArguments"]
+
 
 @dataclass
-class VideoArguments:
-    """Where the data comes from and how clips become frames."""
+class VideoScriptArguments(ScriptArguments):
+    """Where the data comes from and how clips become frames.
 
-    dataset: str = field(
-        default="",
+    From TRL's `ScriptArguments` the scripts read ``dataset_name`` and ``dataset_train_split``; they load
+    one VideoKR split themselves (`load_video_dataset`) and do not evaluate during training, so
+    ``dataset_test_split`` is unused, and ``dataset_config``, ``dataset_streaming`` and
+    ``ignore_bias_buffers`` are refused rather than ignored.
+    """
+
+    dataset_name: str | None = field(
+        default=None,
         metadata={"help": "Hub dataset id (e.g. <org>/VideoKR-SFT-201K) or a local built dataset folder."},
     )
-    dataset_split: str = field(default="train", metadata={"help": "Split to train on."})
     fps: float = field(default=PAPER_FPS, metadata={"help": "Frames sampled per second of video (paper: 2)."})
     max_frames: int = field(
         default=PAPER_MAX_FRAMES, metadata={"help": "At most this many frames per clip (paper: 128)."}
@@ -57,6 +69,45 @@ class VideoArguments:
         metadata={"help": "Stop when more clips than this fail to decode (SFT; default: never)."},
     )
 
+    def __post_init__(self) -> None:
+        unsupported = {
+            "dataset_config": self.dataset_config is not None,
+            "dataset_streaming": self.dataset_streaming,
+            "ignore_bias_buffers": self.ignore_bias_buffers,
+        }
+        refused = [name for name, set_ in unsupported.items() if set_]
+        if refused:
+            raise ValueError(f"the videokr training scripts do not support {', '.join(refused)}")
+
+    def sampling(self) -> FrameSampling:
+        """The frame sampling these arguments describe."""
+        return FrameSampling(
+            fps=self.fps,
+            max_frames=self.max_frames,
+            num_frames=self.num_frames,
+            max_pixels=self.max_pixels,
+            min_pixels=self.min_pixels,
+            backend=self.video_backend,
+        )
+
+
+@dataclass
+class VideoGRPOConfig(GRPOConfig):
+    """TRL's `GRPOConfig` plus the rollout engine's options and the reward functions by name.
+
+    `VideoGRPOTrainer` reads the ``rollout_*`` fields from its ``args``; the GRPO script turns
+    ``reward_funcs`` into functions with `videokr.training.rewards.reward_functions`. Unknown reward names,
+    a ``reward_weights`` of another length and contradictory rollout options fail here, before any model
+    is loaded.
+    """
+
+    reward_funcs: list[str] = field(
+        default_factory=lambda: list(PAPER_REWARD_FUNCS),
+        metadata={
+            "help": f"Reward functions by name, from {', '.join(REWARD_FUNCS)} (videokr.training.rewards). "
+            "Default: accuracy and format, the paper's, weighted [0.9, 0.1] unless reward_weights is set."
+        },
+    )
     rollout_engine: Literal["videokr", "generate"] = field(
         default="videokr",
         metadata={
@@ -82,22 +133,27 @@ class VideoArguments:
         default=4, metadata={"help": "Distinct prompts per prefill forward (vision-tower memory)."}
     )
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        unknown = [name for name in self.reward_funcs if name not in REWARD_FUNCS]
+        if unknown:
+            raise ValueError(f"unknown reward function(s) {unknown}; choose from {', '.join(REWARD_FUNCS)}")
+        if not self.reward_funcs:
+            raise ValueError(f"reward_funcs is empty; choose from {', '.join(REWARD_FUNCS)}")
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
+            raise ValueError(
+                f"{len(self.reward_weights)} reward_weights for {len(self.reward_funcs)} reward_funcs "
+                f"{self.reward_funcs}"
+            )
+        if self.rollout_engine not in ("videokr", "generate"):
+            raise ValueError(f"rollout_engine must be 'videokr' or 'generate', not {self.rollout_engine!r}")
+        self.rollout()  # RolloutOptions checks its own values
+
     def rollout(self) -> RolloutOptions:
-        """The rollout engine options these arguments describe."""
+        """The rollout engine options this config describes."""
         return RolloutOptions(
             cache=self.rollout_cache,
             compile=self.rollout_compile,
             max_batch=self.rollout_max_batch,
             prefill_batch=self.rollout_prefill_batch,
-        )
-
-    def sampling(self) -> FrameSampling:
-        """The frame sampling these arguments describe."""
-        return FrameSampling(
-            fps=self.fps,
-            max_frames=self.max_frames,
-            num_frames=self.num_frames,
-            max_pixels=self.max_pixels,
-            min_pixels=self.min_pixels,
-            backend=self.video_backend,
         )

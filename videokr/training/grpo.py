@@ -1,250 +1,91 @@
-"""`VideoGRPOTrainer`: TRL's GRPOTrainer with the clip's tensors in generation and in every log-prob forward.
+"""GRPO of Qwen2.5-VL / Qwen3-VL on VideoKR-RL with TRL, the clip in every rollout and every log-prob.
 
-TRL 1.16 fails silently on video: its rollout tokenizes chat prompts without our frames and timing, and
-the forwards that score completions (policy, old policy, reference) only receive *image* tensors, so
-``pixel_values_videos`` never reaches the loss and the policy is optimised as if blind. This subclass
-changes five seams and nothing else:
+    accelerate launch --config_file train/accelerate/zero3.yaml -m videokr.training.grpo \\
+        --config train/recipes/qwen2_5_vl_7b/grpo.yaml
 
-``_generate_and_score_completions``
-    Decodes each row's clip once (`VisualLoader`), renders the prompt, runs the processor once per distinct
-    row (a group's ``num_generations`` copies share the result), and makes the video tensors the active
-    *video context* while TRL generates, scores and computes the old-policy / reference log-probs. The
-    per-sample video tensors are added to the returned batch so they are shuffled and split together
-    with the completions they belong to.
-``_tokenize_prompts``
-    Returns those prompt ids and video tensors to TRL's generation step (with ``mm_token_type_ids`` as
-    per-token lists, which TRL left-pads like the ids), so ``generate`` sees the video with its M-RoPE
-    positions.
-``_generate_single_turn``
-    Runs the rollout with `VideoRolloutEngine` (`videokr.training.rollout`): each distinct prompt is
-    prefilled once for its whole group, the step's sequences decode together over a static KV cache,
-    compiled on CUDA; it returns each token's sampling log-probability, which TRL keeps as
-    ``sampling_per_token_logps``. ``rollout_engine="generate"`` keeps TRL's ``model.generate`` path.
-``_compute_loss``
-    Makes the mini-batch's own video tensors the active context for the policy forward.
-``_get_per_token_logps_and_entropies``
-    When a video context is active, runs the same chunked forward as TRL but with
-    ``pixel_values_videos``, ``video_grid_thw``, ``second_per_grid_ts`` and ``mm_token_type_ids``
-    sliced to each chunk; otherwise defers to TRL.
-
-Generation also suppresses the image and video placeholder tokens (TRL suppresses only the image one): a
-sampled placeholder has no features behind it and would break the scoring forward.
-
-A clip that fails to decode raises `VideoDecodeError` with the row id: GRPO cannot drop a row the way
-SFT does, because every group must keep its ``num_generations`` completions and every process must
-contribute the same number of rows to the reward gather. Check clips when building the dataset
-(``videokr build --verify``) instead. vLLM generation, tools and environments are not supported here.
+Reward functions are named in the config (``reward_funcs``, from `videokr.training.rewards.REWARD_FUNCS`).
+The default is the paper's reward, 0.9 × accuracy + 0.1 × format, as two logged functions
+``[accuracy, format]`` whose ``reward_weights`` default to ``[0.9, 0.1]``; any other choice is weighted as
+TRL weighs it (``reward_weights``, else 1 each). Options: `VideoScriptArguments`, `VideoGRPOConfig` (TRL's
+``GRPOConfig`` plus rollouts and rewards) and ``ModelConfig``, from the recipe and the command line. The
+trainer is `VideoGRPOTrainer` (`videokr.training.grpo_trainer`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import logging
-from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from collections.abc import Callable
 
-import torch
-from trl import GRPOTrainer
-from trl.extras.profiling import profiling_context
-from trl.models import unwrap_model_for_generation
+from trl import ModelConfig, TrlParser, get_peft_config
 
-from videokr.training.rollout import Rollout, RolloutOptions, SamplingSettings, VideoRolloutEngine
-from videokr.vision import EncodedPrompts, FrameSampling, VideoBatch, VisualLoader, encode_prompts
+from videokr.training.args import VideoGRPOConfig, VideoScriptArguments
+from videokr.training.data import load_video_dataset, to_grpo_rows
+from videokr.training.freeze import freeze_vision
+from videokr.training.grpo_trainer import VideoGRPOTrainer
+from videokr.training.model import load_model_and_processor
+from videokr.training.rewards import PAPER_REWARD_FUNCS, REWARD_WEIGHTS, reward_functions
+
+__all__ = ["cli", "main", "reward_setup"]
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["VideoBatch", "VideoGRPOTrainer"]
+
+def reward_setup(training_args: VideoGRPOConfig) -> list[Callable[..., list[float]]]:
+    """The reward functions ``training_args.reward_funcs`` names; for the paper's ``[accuracy, format]``
+    with no ``reward_weights`` given, the weights become the paper's ``[0.9, 0.1]``."""
+    funcs = reward_functions(training_args.reward_funcs)
+    if training_args.reward_weights is None and tuple(training_args.reward_funcs) == PAPER_REWARD_FUNCS:
+        training_args.reward_weights = list(REWARD_WEIGHTS)
+    weights = training_args.reward_weights or "1 each"
+    logger.info("rewards: %s, weights %s", training_args.reward_funcs, weights)
+    return funcs
 
 
-class VideoGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer for rows with a ``video`` column (path or ``{"path", "bytes"}``) and a chat ``prompt``
-    whose user turn has a ``{"type": "video"}`` part; see the module docstring for what is overridden.
+def main(script_args: VideoScriptArguments, training_args: VideoGRPOConfig, model_args: ModelConfig) -> None:
+    """Train on ``script_args.dataset_name`` and save the model and processor to ``output_dir``."""
+    if not script_args.dataset_name:
+        raise ValueError("no dataset: set dataset_name (a Hub id or a folder built with `videokr build rl`)")
+    # Reward functions read `answer`, `problem_type` and `options`; the trainer reads `id` and `video`.
+    training_args.remove_unused_columns = False
+    reward_funcs = reward_setup(training_args)
 
-    ``sampling`` is how clips become frames (as in SFT and evaluation); ``rollout_engine`` picks our
-    `VideoRolloutEngine` (default) or TRL's ``model.generate`` path, and ``rollout`` the engine's options.
-    Compilation left at its default is turned off when the weights are sharded (ZeRO-3, FSDP): gathered
-    weights get new addresses every rollout, so a captured CUDA graph would not hold.
-    """
+    # Left padding: prompts are batched for generation.
+    model, processor = load_model_and_processor(model_args, padding_side="left")
+    counts = freeze_vision(
+        model, tower=script_args.freeze_vision_tower, projector=script_args.freeze_projector
+    )
+    logger.info("parameters: %s", counts)
 
-    def __init__(
-        self,
-        *args: Any,
-        sampling: FrameSampling | None = None,
-        rollout_engine: Literal["videokr", "generate"] = "videokr",
-        rollout: RolloutOptions | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        if self.use_vllm or self.tools or self.rollout_func is not None:
-            raise NotImplementedError("VideoGRPOTrainer supports transformers generation without tools only")
-        if rollout_engine not in ("videokr", "generate"):
-            raise ValueError(f"rollout_engine must be 'videokr' or 'generate', not {rollout_engine!r}")
-        self.clip_loader = VisualLoader(self.processing_class, sampling)
-        self._video_context: VideoBatch | None = None
-        self._pending_prompts: EncodedPrompts | None = None
-        placeholders = {t for t in (self._image_pad_token_id, self._video_pad_token_id) if t is not None}
-        suppress = sorted(set(self.generation_kwargs.get("suppress_tokens") or []) | placeholders)
-        self.generation_kwargs["suppress_tokens"] = suppress
-        self.generation_config.suppress_tokens = suppress
-        self.rollout_engine: VideoRolloutEngine | None = None
-        if rollout_engine == "videokr":
-            options = rollout or RolloutOptions()
-            if options.compile is None and self._weights_sharded():
-                options = dataclasses.replace(options, compile=False)
-            settings = SamplingSettings.from_generation_kwargs(self.generation_kwargs)
-            self.rollout_engine = VideoRolloutEngine(settings, options)
+    dataset = load_video_dataset(
+        script_args.dataset_name,
+        script_args.dataset_train_split,
+        skills=script_args.skills,
+        max_samples=script_args.max_samples,
+    )
+    dataset = to_grpo_rows(dataset)
 
-    def _weights_sharded(self) -> bool:
-        deepspeed = getattr(self.accelerator.state, "deepspeed_plugin", None)
-        return self.is_fsdp_enabled or (deepspeed is not None and deepspeed.zero_stage == 3)
+    trainer = VideoGRPOTrainer(
+        model=model,
+        reward_funcs=reward_funcs,
+        args=training_args,
+        train_dataset=dataset,
+        processing_class=processor,
+        peft_config=get_peft_config(model_args),
+        sampling=script_args.sampling(),
+    )
+    trainer.train()
 
-    # ------------------------------------------------------------------------------------------ rollout
+    # Writes the model (gathered under ZeRO-3 / FSDP) and the processor into one folder, so
+    # AutoModelForImageTextToText / AutoProcessor.from_pretrained(output_dir) reload it.
+    trainer.save_model(training_args.output_dir)
 
-    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
-        encoded = self._encode_prompts(inputs)
-        self._pending_prompts = encoded
-        try:
-            with self._video_forward(encoded.video):
-                output = super()._generate_and_score_completions(inputs)
-        finally:
-            self._pending_prompts = None
-        output.update(encoded.video.to(self.accelerator.device).to_batch())
-        return output
 
-    def _generate_single_turn(
-        self,
-        prompt_ids: list[list[int]],
-        images: Any,
-        multimodal_fields: dict[str, Any],
-        num_generations: int,
-        has_tool_images: bool = False,
-    ) -> tuple[list[list[int]], list[list[float]] | None]:
-        """The rollout: our engine (each prompt prefilled once, static cache, compiled decoding) unless
-        ``rollout_engine="generate"``, which keeps TRL's ``model.generate`` path."""
-        encoded = self._pending_prompts
-        if self.rollout_engine is None or encoded is None:
-            return super()._generate_single_turn(
-                prompt_ids, images, multimodal_fields, num_generations, has_tool_images
-            )
-        if prompt_ids != encoded.prompt_ids:
-            raise RuntimeError("TRL's prompt ids differ from the encoded video prompts")
-        with (
-            profiling_context(self, "videokr.rollout"),
-            unwrap_model_for_generation(
-                self.model_wrapped,
-                self.accelerator,
-                gather_deepspeed3_params=self.args.ds3_gather_for_generation,
-                generation_kwargs=self.generation_kwargs,
-                gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
-            ) as unwrapped_model,
-            torch.no_grad(),
-            self._dist.summon_full_params(self.model_wrapped, recurse=False),
-        ):
-            rollout = self.rollout_engine.generate(unwrapped_model, encoded)
-        self._log_rollout(rollout)
-        return rollout.completion_ids, rollout.logprobs
+def cli(args: list[str] | None = None) -> None:
+    """Parse ``--config <recipe>`` and command-line overrides, then run `main`."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = TrlParser((VideoScriptArguments, VideoGRPOConfig, ModelConfig))
+    main(*parser.parse_args_and_config(args))
 
-    def _log_rollout(self, rollout: Rollout) -> None:
-        """Rollout speed in the training logs: new tokens per second, and where the time went."""
-        mode = "train" if self.model.training else "eval"
-        seconds = rollout.prefill_s + rollout.decode_s
-        metrics = self._metrics[mode]
-        metrics["rollout/new_tokens_per_s"].append(rollout.new_tokens / seconds if seconds else 0.0)
-        metrics["rollout/prefill_s"].append(rollout.prefill_s)
-        metrics["rollout/decode_s"].append(rollout.decode_s)
-        metrics["rollout/prompts_prefilled"].append(float(rollout.prompts_prefilled))
 
-    def _tokenize_prompts(self, prompts: list) -> tuple[list[list[int]], None, dict[str, Any]]:
-        encoded = self._pending_prompts
-        if encoded is None:
-            return super()._tokenize_prompts(prompts)
-        if len(prompts) != len(encoded.prompt_ids):
-            raise RuntimeError(f"{len(prompts)} prompts but {len(encoded.prompt_ids)} encoded video prompts")
-        fields = {**encoded.video.model_inputs(), "mm_token_type_ids": encoded.mm_token_type_ids}
-        return encoded.prompt_ids, None, fields
-
-    def _encode_prompts(self, rows: Sequence[dict[str, Any]]) -> EncodedPrompts:
-        return encode_prompts(self.processing_class, self.clip_loader, rows)
-
-    # ------------------------------------------------------------------------------------------ scoring
-
-    @contextlib.contextmanager
-    def _video_forward(self, video: VideoBatch | None) -> Iterator[None]:
-        """Make `video` the tensors every log-prob forward inside the block receives."""
-        previous, self._video_context = self._video_context, video
-        try:
-            yield
-        finally:
-            self._video_context = previous
-
-    def _compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
-        with self._video_forward(VideoBatch.from_batch(inputs)):
-            return super()._compute_loss(model, inputs)
-
-    def _get_per_token_logps_and_entropies(
-        self,
-        model: torch.nn.Module,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        logits_to_keep: int,
-        batch_size: int | None = None,
-        compute_entropy: bool = False,
-        compute_aux_loss: bool = False,
-        **image_inputs: Any,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        video = self._video_context
-        if video is None:
-            return super()._get_per_token_logps_and_entropies(
-                model,
-                input_ids,
-                attention_mask,
-                logits_to_keep,
-                batch_size,
-                compute_entropy,
-                compute_aux_loss,
-                **image_inputs,
-            )
-        if image_inputs.get("pixel_values") is not None:
-            raise NotImplementedError("rows with both images and a video are not supported")
-        if len(video) != input_ids.size(0):
-            raise RuntimeError(f"{input_ids.size(0)} sequences but video tensors for {len(video)}")
-        mm_token_type_ids = self._mm_token_type_ids(input_ids, logits_to_keep)
-        batch_size = batch_size or input_ids.size(0)
-        all_logps, all_entropies, all_aux = [], [], []
-        for start in range(0, input_ids.size(0), batch_size):
-            end = min(start + batch_size, input_ids.size(0))
-            ids, mask = input_ids[start:end], attention_mask[start:end]
-            model_inputs = {
-                "input_ids": ids,
-                "attention_mask": mask,
-                "mm_token_type_ids": mm_token_type_ids[start:end],
-                **{k: v.to(ids.device) for k, v in video.model_inputs(start, end).items()},
-            }
-            if compute_aux_loss:
-                model_inputs["output_router_logits"] = True
-            # As TRL: only completion tokens are scored.
-            labels = ids.masked_fill(mask == 0, -100)
-            labels[:, :-logits_to_keep] = -100
-            with self.accelerator.autocast():
-                outputs = model(**model_inputs, labels=labels, fused_lm_head=True)
-            all_logps.append(outputs.log_probs[:, -logits_to_keep:])
-            if compute_entropy:
-                all_entropies.append(outputs.entropy[:, -logits_to_keep:])
-            if compute_aux_loss:
-                all_aux.append(outputs.aux_loss)
-        logps = torch.cat(all_logps, dim=0)
-        entropies = torch.cat(all_entropies, dim=0) if compute_entropy else None
-        aux_loss = torch.stack(all_aux).mean() if compute_aux_loss else None
-        return logps, entropies, aux_loss
-
-    def _mm_token_type_ids(self, input_ids: torch.Tensor, logits_to_keep: int) -> torch.Tensor:
-        """Modality ids for prompt+completion sequences: 2 on video placeholders, 1 on image ones, in the
-        prompt only (generation cannot emit placeholders, see the suppressed tokens)."""
-        prompt = input_ids[:, : input_ids.size(1) - logits_to_keep]
-        mm = torch.zeros_like(input_ids)
-        if self._video_pad_token_id is not None:
-            mm[:, : prompt.size(1)][prompt == self._video_pad_token_id] = 2
-        if self._image_pad_token_id is not None:
-            mm[:, : prompt.size(1)][prompt == self._image_pad_token_id] = 1
-        return mm
+if __name__ == "__main__":
+    cli()

@@ -110,7 +110,7 @@ class SamplingSettings:
 
 @dataclass(frozen=True)
 class RolloutOptions:
-    """Engine knobs (`VideoArguments` exposes them as ``--rollout_*``)."""
+    """Engine knobs (`VideoGRPOConfig` exposes them as ``--rollout_*``)."""
 
     cache: Literal["static", "dynamic"] = "static"
     compile: bool | None = None  # None: on for a CUDA model whose weights are not sharded (ZeRO-3 / FSDP)

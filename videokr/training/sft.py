@@ -1,0 +1,80 @@
+"""Supervised fine-tuning of Qwen2.5-VL / Qwen3-VL on VideoKR-SFT with TRL, video included.
+
+    accelerate launch --config_file train/accelerate/zero3.yaml -m videokr.training.sft \\
+        --config train/recipes/qwen2_5_vl_7b/sft.yaml
+
+TRL's SFTTrainer has no video path: the `VideoSFTCollator` decodes each clip, applies the chat template
+and masks everything but the response, and the trainer is told to hand it the raw rows
+(`remove_unused_columns=False`, `skip_prepare_dataset`). Options: `VideoScriptArguments`, TRL's
+`SFTConfig` and `ModelConfig`, from the recipe and the command line.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser, get_peft_config
+
+from videokr.training.args import VideoScriptArguments
+from videokr.training.collator import VideoSFTCollator
+from videokr.training.data import load_video_dataset, to_sft_rows
+from videokr.training.freeze import freeze_vision
+from videokr.training.model import load_model_and_processor
+
+__all__ = ["cli", "main"]
+
+logger = logging.getLogger(__name__)
+
+
+def main(script_args: VideoScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> None:
+    """Train on ``script_args.dataset_name`` and save the model and processor to ``output_dir``."""
+    if not script_args.dataset_name:
+        raise ValueError("no dataset: set dataset_name (a Hub id or a folder built with `videokr build sft`)")
+    # The collator needs the raw rows (clip path, prompt, target), not TRL's tokenized columns.
+    training_args.remove_unused_columns = False
+    training_args.dataset_kwargs = {**(training_args.dataset_kwargs or {}), "skip_prepare_dataset": True}
+
+    model, processor = load_model_and_processor(model_args)
+    counts = freeze_vision(
+        model, tower=script_args.freeze_vision_tower, projector=script_args.freeze_projector
+    )
+    logger.info("parameters: %s", counts)
+
+    dataset = load_video_dataset(
+        script_args.dataset_name,
+        script_args.dataset_train_split,
+        skills=script_args.skills,
+        max_samples=script_args.max_samples,
+    )
+    dataset = to_sft_rows(dataset, direct=script_args.target == "direct")
+    collator = VideoSFTCollator(
+        processor, script_args.sampling(), max_failures=script_args.max_decode_failures
+    )
+
+    trainer = SFTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=dataset,
+        data_collator=collator,
+        processing_class=processor,
+        peft_config=get_peft_config(model_args),
+    )
+    trainer.train()
+
+    # Writes the model (gathered under ZeRO-3 / FSDP) and the processor into one folder, so
+    # AutoModelForImageTextToText / AutoProcessor.from_pretrained(output_dir) reload it.
+    trainer.save_model(training_args.output_dir)
+    logger.info("clips that failed to decode in this process: %d", len(collator.failures))
+    for failure in collator.failures:
+        logger.info("  row %s: %s: %s", failure.row_id, failure.clip, failure.reason)
+
+
+def cli(args: list[str] | None = None) -> None:
+    """Parse ``--config <recipe>`` and command-line overrides, then run `main`."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = TrlParser((VideoScriptArguments, SFTConfig, ModelConfig))
+    main(*parser.parse_args_and_config(args))
+
+
+if __name__ == "__main__":
+    cli()
