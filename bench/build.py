@@ -6,7 +6,7 @@ the real one: many archives, several rows per clip. Prints clips/s and rows/s fo
 build and for `load_dataset` (normal and streaming) of the result, with a plain file copy of the same
 clips as the in-run baseline: the I/O floor a build cannot beat.
 
-    .venv/bin/python bench/build.py --scale 20 --workers 2
+    .venv/bin/python -m bench.build --scale 20 --workers 2
 """
 
 from __future__ import annotations

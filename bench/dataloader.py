@@ -26,8 +26,8 @@ batch per worker that is not timed (torchcodec's first call in a process costs s
 The ``common`` row needs qwen-vl-utils (``pip install qwen-vl-utils==0.0.14``; it pulls in nothing else
 this stack does not already have). Without it that row is skipped with a note.
 
-    .venv/bin/python bench/dataloader.py --arch qwen2_5_vl --samples 64
-    .venv/bin/python bench/dataloader.py --arch qwen3_vl --workers 2 --clip lecture.mp4 --max-frames 32
+    .venv/bin/python -m bench.dataloader --arch qwen2_5_vl --samples 64
+    .venv/bin/python -m bench.dataloader --arch qwen3_vl --workers 2 --clip lecture.mp4 --max-frames 32
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Benchmark: GRPO rollout throughput of our engine against transformers' ``generate``, beside the floor
-that memory bandwidth sets, and where a GRPO step's time goes (rollout vs update).
+that memory bandwidth sets, and where a GRPO step's time goes (rollout, scoring, update).
 
 Same model, same video prompt, same batch, same run:
 
@@ -27,17 +27,20 @@ replaces the measurement (e.g. 3350 for an H100 SXM datasheet).
 **Scaling** (``--scale``): the compiled engine at larger batches (more prompts per step), where the
 floor rises because the weights are read once per step for more sequences.
 
-**GRPO step** (``--update``, default on): one optimizer update on the sequences the engine produced
-(reference forward, policy forward/backward per ``--micro-batch``, AdamW), as `bench/train_step.py`
-times it, printed against the rollout time of ``generate`` and of the engine.
+**GRPO step** (``--update``, default on): one generation cycle of `VideoGRPOTrainer` on the same
+prompts (``--prompts`` × ``--group`` sequences, its own rollout on our engine) as `bench.train_step` runs
+it: "scoring" is its preparation of the cycle minus that rollout (clip decode and processor, reference
+forward, rewards), "update" the trainer's loss and backward per ``--micro-batch`` and the AdamW step.
+Both are printed beside the rollout time of ``generate`` and of the engine.
 
-    python bench/rollout.py --arch qwen2_5_vl --frames 32 --new-tokens 256          # CUDA, 7B, vs generate
+    python -m bench.rollout --arch qwen2_5_vl --frames 32 --new-tokens 256          # CUDA, 7B, vs generate
     # the recipe's rollout per GPU: 4 prompts x 8 completions of up to 2,048 tokens, 128 frames
-    python bench/rollout.py --frames 128 --new-tokens 2048 --prompts 4 --skip-generate --scale ''
-    python bench/rollout.py --arch qwen3_vl --scale 4,8 --layers 18
-    python bench/rollout.py --device cpu --tiny                                       # smoke run
+    python -m bench.rollout --frames 128 --new-tokens 2048 --prompts 4 --skip-generate --scale ''
+    python -m bench.rollout --arch qwen3_vl --scale 4,8 --layers 18
+    python -m bench.rollout --device cpu --tiny                                       # smoke run
 
-Random weights of the released architectures (see `bench/train_step.py`), built offline.
+Random weights of the released architectures, the video prompt and the trainer set-up: `bench.common`.
+Run from the repository root.
 """
 
 from __future__ import annotations
@@ -47,19 +50,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from train_step import (
+
+from bench.common import (
+    Bench,
     Clock,
+    GRPOIteration,
     VideoPrompt,
     add_model_args,
-    build_bench,
-    grpo_update,
+    bench_rows,
+    generation_batch,
+    grpo_trainer,
     make_optimizer,
+    never_sampled,
+    open_bench,
     set_checkpointing,
-    update_batch,
 )
-
-from videokr.training.rollout import Rollout, RolloutOptions, SamplingSettings, VideoRolloutEngine
-from videokr.vision import EncodedPrompts, VideoBatch
+from videokr.training import to_grpo_rows
+from videokr.training.rollout import RolloutOptions, SamplingSettings, VideoRolloutEngine
+from videokr.vision import EncodedPrompts
 
 # ---------------------------------------------------------------------------------------------- inputs
 
@@ -67,31 +75,21 @@ from videokr.vision import EncodedPrompts, VideoBatch
 def grouped_prompts(prompt: VideoPrompt, prompts: int, group: int, device: torch.device) -> EncodedPrompts:
     """`prompts` distinct prompts (the same clip, treated as different questions) × `group` completions."""
     samples = prompts * group
-    pixels = prompt.video["pixel_values_videos"].to(device)
-    seconds = prompt.video.get("second_per_grid_ts")
-    video = VideoBatch(
-        [pixels] * samples,
-        prompt.video["video_grid_thw"].repeat(samples, 1).to(device),
-        None if seconds is None else seconds.repeat(samples).to(device),
-    )
-    ids, types = prompt.input_ids[0].tolist(), prompt.mm_token_type_ids[0].tolist()
+    ids, types = prompt.input_ids[0].tolist(), prompt.features["mm_token_type_ids"][0].tolist()
     distinct = [p * group for p in range(prompts) for _ in range(group)]
-    return EncodedPrompts([ids] * samples, [types] * samples, video, distinct)
+    return EncodedPrompts([ids] * samples, [types] * samples, prompt.video(samples, device), distinct)
 
 
-def sampling(config: Any, new_tokens: int) -> SamplingSettings:
-    """Sampling as in the GRPO recipe, never stopping early: end-of-sequence and the vision placeholders
-    are suppressed (every variant then produces exactly `new_tokens` tokens)."""
-    text = config.text_config
-    eos = text.eos_token_id if isinstance(text.eos_token_id, list) else [text.eos_token_id]
-    placeholders = [config.image_token_id, config.video_token_id, config.vision_start_token_id]
+def sampling(bench: Bench, new_tokens: int) -> SamplingSettings:
+    """Sampling as in the GRPO recipe, never stopping early (see `never_sampled`): every variant then
+    produces exactly `new_tokens` tokens."""
     return SamplingSettings(
         max_new_tokens=new_tokens,
         eos_token_ids=(),
-        pad_token_id=text.pad_token_id,
+        pad_token_id=bench.config.text_config.pad_token_id,
         do_sample=True,
         temperature=1.0,
-        suppress_tokens=tuple(sorted({*eos, *placeholders, config.vision_end_token_id})),
+        suppress_tokens=tuple(never_sampled(bench.config, bench.processor.tokenizer)),
     )
 
 
@@ -187,8 +185,8 @@ def run_engine(
     s: SamplingSettings,
     options: RolloutOptions,
     clock: Clock,
-) -> tuple[Result, Rollout, float]:
-    """One untimed call (compiles, warms up), then one timed; returns the result, rollout and warm-up s."""
+) -> tuple[Result, float]:
+    """One untimed call (compiles, warms up), then one timed; returns the result and the warm-up seconds."""
     engine = VideoRolloutEngine(s, options)
     with clock.measure() as warm:
         engine.generate(model, prompts)
@@ -197,29 +195,29 @@ def run_engine(
     result = Result(
         label, len(prompts), timing["seconds"], rollout.prefill_s, rollout.new_tokens, timing.get("peak_gb")
     )
-    return result, rollout, warm["seconds"]
+    return result, warm["seconds"]
 
 
-def sequences_tensor(prompt: VideoPrompt, rollout: Rollout, device: torch.device) -> torch.Tensor:
-    completions = torch.tensor(rollout.completion_ids, device=device)
-    return torch.cat([prompt.input_ids.to(device).repeat(len(completions), 1), completions], dim=1)
-
-
-def update_seconds(
-    model: Any, prompt: VideoPrompt, sequences: torch.Tensor, args: argparse.Namespace, clock: Clock
-) -> float:
-    """One GRPO optimizer update on the rollout's sequences (see `bench/train_step.py`)."""
-    model.train()
-    model.requires_grad_(True)
+def grpo_step(bench: Bench, args: argparse.Namespace) -> tuple[float, float]:
+    """(scoring, update) seconds of one `VideoGRPOTrainer` cycle on `--prompts` × `--group` sequences
+    (see `bench.common.GRPOIteration`); the update is timed after one untimed update."""
+    model, clock = bench.model, bench.clock
+    model.requires_grad_(True)  # the GRPO recipe trains everything
     set_checkpointing(model, True)
-    optimizer = make_optimizer(model, "adamw", clock.device)
-    rollout = {k: v.to(clock.device) for k, v in prompt.repeated(sequences.shape[0]).items()}
-    completion = sequences.shape[1] - rollout["input_ids"].shape[1]
-    batch = update_batch(rollout, sequences)
-    result = clock.repeat(lambda: grpo_update(model, batch, completion, args.micro_batch, optimizer), 1, 1)
+    dataset = to_grpo_rows(bench_rows(bench.clips(args.prompts)))
+    trainer = grpo_trainer(
+        bench, dataset, group=args.group, micro_batch=args.micro_batch, new_tokens=args.new_tokens
+    )
+    rows = generation_batch(dataset, args.group)
+    iteration = GRPOIteration(trainer, rows, make_optimizer(trainer, "adamw"))
+    with clock.measure() as scored:
+        micro_batches = iteration.score()
+    generation = iteration.generation_seconds(1)
+    assert generation is not None, "the trainer logged no rollout: is its rollout engine ours?"
+    updated = clock.repeat(lambda: iteration.update(micro_batches), 1, 1)
     model.eval()
     set_checkpointing(model, False)
-    return result["seconds"]
+    return scored["seconds"] - sum(generation), updated["seconds"]
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -264,16 +262,20 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    bench = build_bench(args)
+    with open_bench(args) as bench:
+        run(bench, args)
+
+
+def run(bench: Bench, args: argparse.Namespace) -> None:
     device, clock, config, model, prompt = bench.device, bench.clock, bench.config, bench.model, bench.prompt
     model.eval()
-    settings = sampling(config, args.new_tokens)
+    settings = sampling(bench, args.new_tokens)
     if args.bandwidth_gbs:
         bandwidth, source = args.bandwidth_gbs * 1e9, "given"
     else:
         bandwidth, source = read_bandwidth(device, clock, 0.25 if args.tiny else 4.0), "measured"
     floor = decode_floor(model, config, bandwidth)
-    prompt_tokens = prompt.input_ids.shape[1]
+    prompt_tokens = prompt.tokens
     sequences = args.prompts * args.group
     print(
         f"{args.arch}{' (tiny)' if args.tiny else ''} on {bench.device_name}: LM weights read per "
@@ -300,29 +302,32 @@ def main() -> None:
     ]
     if not args.no_compile:
         variants.append(("videokr compiled", RolloutOptions(cache="static", compile=True)))
-    best: tuple[Result, Rollout] | None = None
+    best: Result | None = None
     for label, options in variants:
-        result, rollout, warm = run_engine(label, model, prompts, settings, options, clock)
+        result, warm = run_engine(label, model, prompts, settings, options, clock)
         print(line(result, baseline, floor_at(sequences)), flush=True)
         if options.compile:
             print(f"{'':<20}(first call, compiling: {warm:.1f} s)")
-        if best is None or result.tokens_per_s > best[0].tokens_per_s:
-            best = (result, rollout)
+        if best is None or result.tokens_per_s > best.tokens_per_s:
+            best = result
     assert best is not None
-    best_options = dict(variants)[best[0].label]
+    best_options = dict(variants)[best.label]
 
     for count in [int(c) for c in args.scale.split(",") if c.strip()]:
         scaled = grouped_prompts(prompt, count, args.group, device)
-        result, _, _ = run_engine(f"{best[0].label} x{count}", model, scaled, settings, best_options, clock)
+        result, _ = run_engine(f"{best.label} x{count}", model, scaled, settings, best_options, clock)
         print(line(result, None, floor_at(len(scaled))), flush=True)
 
     if args.update:
-        update_s = update_seconds(model, prompt, sequences_tensor(prompt, best[1], device), args, clock)
-        print(f"\nGRPO step on these {sequences} sequences: update {update_s:.2f} s")
-        for result in [r for r in (baseline, best[0]) if r is not None]:
-            total = result.seconds + update_s
+        scoring_s, update_s = grpo_step(bench, args)
+        print(
+            f"\nGRPO step on {sequences} such sequences (VideoGRPOTrainer): scoring {scoring_s:.2f} s "
+            f"(clip decode and processor, reference forward, rewards), update {update_s:.2f} s"
+        )
+        for result in [r for r in (baseline, best) if r is not None]:
+            total = result.seconds + scoring_s + update_s
             print(
-                f"  with {result.label:<17} rollout {result.seconds:.2f} s + update {update_s:.2f} s = "
+                f"  with {result.label:<17} rollout {result.seconds:.2f} s + scoring + update = "
                 f"{total:.2f} s; rollout is {100 * result.seconds / total:.0f}% of the step"
             )
 

@@ -10,9 +10,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_bench(script: str, *args: str) -> str:
+def run_bench(module: str, *args: str) -> str:
+    """`python -m bench.<module> --device cpu --tiny ...` from the repository root, as the README runs it."""
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / script), "--device", "cpu", "--tiny", *args],
+        [sys.executable, "-m", f"bench.{module}", "--device", "cpu", "--tiny", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -23,7 +24,7 @@ def run_bench(script: str, *args: str) -> str:
 
 
 def test_rollout_bench_compares_the_engine_with_generate_and_the_floor() -> None:
-    out = run_bench("rollout.py", "--frames", "4", "--new-tokens", "8", "--scale", "2", "--no-compile")
+    out = run_bench("rollout", "--frames", "4", "--new-tokens", "8", "--scale", "2", "--no-compile")
     # Table rows: a 20-character label, then sequences, seconds, tokens/s, ratio to generate, ...
     rows = {line[:20].strip(): line[20:].split() for line in out.splitlines() if line[20:21] == " "}
     assert rows["generate"][0] == "8"
@@ -36,6 +37,6 @@ def test_rollout_bench_compares_the_engine_with_generate_and_the_floor() -> None
 
 
 def test_train_step_bench_runs_every_phase() -> None:
-    out = run_bench("train_step.py", "--frames", "4", "--new-tokens", "8", "--response", "16")
-    for phase in ("SFT text-only (base)", "SFT video", "GRPO rollout", "GRPO update"):
+    out = run_bench("train_step", "--frames", "4", "--new-tokens", "8", "--response", "16")
+    for phase in ("SFT text-only (base)", "SFT video", "GRPO rollout", "GRPO scoring", "GRPO update"):
         assert phase in out
