@@ -4,8 +4,10 @@ model got a video, one image, or no visual input."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -123,38 +125,42 @@ def test_videokr_eval_runs_the_tiny_model_and_writes_results_and_details(
             assert row["metric"]["videokr"]["trials"] == trials
 
 
-def test_lighteval_command_line_runs_offline_through_the_wrapper(
+def documented_command() -> list[str]:
+    """The command line of eval/videokr_tasks.py's docstring, as a user would paste it."""
+    doc = ast.get_docstring(ast.parse((ROOT / "eval/videokr_tasks.py").read_text()))
+    lines = doc.split("\n\n")[1].splitlines()
+    return shlex.split(" ".join(line.strip().rstrip("\\") for line in lines))
+
+
+def test_the_documented_lighteval_command_line_runs_offline_as_written(
     repo: Path, model_dir: Path, tmp_path: Path
 ) -> None:
-    """The documented plain-CLI line, offline: lighteval's own ``custom`` command with our two files, and
-    without the nltk download errors lighteval's IFEval module prints at import (no nltk data here)."""
+    """The command in eval/videokr_tasks.py's docstring, read from there and run offline with only the
+    model and the output folder swapped for local ones and two items per task: lighteval's own ``custom``
+    command with our two files, without the nltk download errors lighteval's IFEval module prints at
+    import (no nltk data here)."""
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
         "VIDEOKR_EVAL_DATASET": str(repo),
         "NLTK_DATA": str(tmp_path / "no-nltk-data"),
     }
-    model = (
+    command = documented_command()
+    assert command[:4] == ["python", "-m", "videokr.evaluation.lighteval_cli", "custom"]
+    assert command[4] == "model_name=Qwen/Qwen2.5-VL-7B-Instruct"
+    command[0] = sys.executable
+    command[4] = (
         f"model_name={model_dir},max_frames=4,cache_dir={tmp_path / 'cache'},"
         "generation_parameters={max_new_tokens:4}"
     )
-    command = [
-        sys.executable,
-        "-m",
-        "videokr.evaluation.lighteval_cli",
-        "custom",
-        model,
-        str(ROOT / "eval/videokr_model.py"),
-        "videokr_eval_text_only|0",
-        "--custom-tasks",
-        str(ROOT / "eval/videokr_tasks.py"),
-        "--output-dir",
-        str(tmp_path / "out"),
-        "--max-samples",
-        "2",
-    ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+    command[command.index("--output-dir") + 1] = str(tmp_path / "out")
+    command += ["--max-samples", "2"]
+    done = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "nltk_data" not in done.stdout + done.stderr
     (results_file,) = (tmp_path / "out").rglob("results_*.json")
-    assert json.loads(results_file.read_text())["results"]["videokr_eval_text_only|0"]["n_items"] == 2
+    results = json.loads(results_file.read_text())["results"]
+    for task in ("videokr_eval", "videokr_eval_single_frame", "videokr_eval_text_only"):
+        assert results[f"{task}|0"]["n_items"] == 2
