@@ -23,6 +23,7 @@ from videokr.training.data import load_video_dataset, to_grpo_rows
 from videokr.training.freeze import freeze_vision
 from videokr.training.grpo_trainer import VideoGRPOTrainer
 from videokr.training.model import load_model_and_processor
+from videokr.training.resume import checkpoint_to_resume, load_checkpoint_weights, trainer_restores_weights
 from videokr.training.rewards import PAPER_REWARD_FUNCS, REWARD_WEIGHTS, reward_functions
 
 __all__ = ["cli", "main", "reward_setup"]
@@ -45,6 +46,7 @@ def main(script_args: VideoScriptArguments, training_args: VideoGRPOConfig, mode
     """Train on ``script_args.dataset_name`` and save the model and processor to ``output_dir``."""
     if not script_args.dataset_name:
         raise ValueError("no dataset: set dataset_name (a Hub id or a folder built with `videokr build rl`)")
+    resume = checkpoint_to_resume(training_args)  # fails now, before loading, if it cannot happen
     # Reward functions read `answer`, `problem_type` and `options`; the trainer reads `id` and `video`.
     training_args.remove_unused_columns = False
     reward_funcs = reward_setup(training_args)
@@ -55,6 +57,11 @@ def main(script_args: VideoScriptArguments, training_args: VideoGRPOConfig, mode
         model, tower=script_args.freeze_vision_tower, projector=script_args.freeze_projector
     )
     logger.info("parameters: %s", counts)
+    peft_config = get_peft_config(model_args)
+    if resume and not trainer_restores_weights(training_args, adapters=peft_config is not None):
+        # transformers' own reload of these weights matches no key (see `videokr.training.resume`); its
+        # "missing keys" warning that follows is about that reload, not about these weights.
+        load_checkpoint_weights(model, resume)
 
     dataset = load_video_dataset(
         script_args.dataset_name,
@@ -70,10 +77,10 @@ def main(script_args: VideoScriptArguments, training_args: VideoGRPOConfig, mode
         args=training_args,
         train_dataset=dataset,
         processing_class=processor,
-        peft_config=get_peft_config(model_args),
+        peft_config=peft_config,
         sampling=script_args.sampling(),
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume)
 
     # Writes the model (gathered under ZeRO-3 / FSDP) and the processor into one folder, so
     # AutoModelForImageTextToText / AutoProcessor.from_pretrained(output_dir) reload it.
