@@ -185,6 +185,34 @@ def test_broken_clip_is_counted_reported_and_dropped_not_replaced(
         capped([rows[0], broken])
 
 
+def test_a_broken_clip_is_refilled_by_another_whole_row_at_batch_size_one(
+    tiny: tuple[str, Any, Any], rows: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """At the paper's one sample per device a dropped clip would empty the batch and stop the run: with
+    ``refill_from`` another row (its own question, clip and answer) takes the place, counted, the same
+    one every time (a resumed run refills as the uninterrupted one did)."""
+    _, _, processor = tiny
+    broken = {**rows[1], "id": "broken-row", "video": {"path": str(corrupt_clip(tmp_path)), "bytes": None}}
+    pool = [broken, *rows]
+    collator = VideoSFTCollator(processor, SAMPLING, refill_from=pool)
+    batch = collator([broken])
+    assert batch["input_ids"].shape[0] == 1
+    assert [f.row_id for f in collator.failures] == ["broken-row"]
+    ((dropped, replacement),) = collator.refills
+    assert dropped == "broken-row" and replacement in {row["id"] for row in rows}
+    # Exactly the replacement row, collated on its own: the question was not paired with another clip.
+    alone = VideoSFTCollator(processor, SAMPLING)([next(r for r in rows if r["id"] == replacement)])
+    for key in alone:
+        assert torch.equal(batch[key], alone[key]), key
+    again = VideoSFTCollator(processor, SAMPLING, refill_from=pool)
+    again([rows[0], broken])
+    assert again.refills == collator.refills  # decided by the dropped row's id alone
+    # A dataset with nothing decodable left to draw stops with a clear error, not an endless search.
+    hopeless = VideoSFTCollator(processor, SAMPLING, refill_from=[broken, {**broken, "id": "also-broken"}])
+    with pytest.raises(VideoDecodeError, match="no decodable replacement"):
+        hopeless([broken])
+
+
 def snapshot(parameters: list[torch.nn.Parameter]) -> list[torch.Tensor]:
     return [p.detach().clone() for p in parameters]
 

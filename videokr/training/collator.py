@@ -9,12 +9,17 @@ Labels: ``-100`` everywhere except the response, i.e. the assistant text and its
 (``<|im_end|>``). Prompt, video placeholders, the newline the template writes after the end token and
 padding never count.
 
-Decoding failures: a row whose clip does not decode is **dropped from its batch, never replaced** by
-another clip (that would pair the question with the wrong video). Each failure is counted in
-`VideoSFTCollator.failures` and logged as one WARNING line naming the row id and the clip. A batch in
-which every clip fails raises `VideoDecodeError` (there is nothing honest to train on), and so does the
-failure count passing ``max_failures``: a dataset that is broken at scale should stop a run, not thin it
-silently. ``on_error="raise"`` stops at the first failure instead. The counter lives in the process that
+Decoding failures: a row whose clip does not decode is **dropped from its batch**; its question is never
+paired with another clip. With ``refill_from`` (the training scripts pass the training set) the batch is
+**refilled** with other whole rows (question, clip and answer together) drawn from it, so every step
+still trains on ``per_device_train_batch_size`` examples, at the paper's batch of one too, where a drop
+alone would leave an empty batch. The replacement for a row depends only on that row's id (a seeded
+draw), not on what the collator saw before, so a resumed run refills exactly as the uninterrupted one
+did. Without ``refill_from`` a batch in which every clip fails raises `VideoDecodeError` (there is nothing
+honest to train on). Each failure is counted in `VideoSFTCollator.failures` (and each replacement in
+``refills``) and logged as one WARNING line naming the row id and the clip; the failure count passing
+``max_failures`` stops the run: a dataset that is broken at scale should stop a run, not thin it
+silently. ``on_error="raise"`` stops at the first failure instead. The counters live in the process that
 runs the collator; with ``dataloader_num_workers > 0`` each worker keeps its own and the log lines are
 the complete record.
 """
@@ -22,6 +27,7 @@ the complete record.
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -62,6 +68,8 @@ class VideoSFTCollator:
         *,
         on_error: Literal["drop", "raise"] = "drop",
         max_failures: int | None = None,
+        refill_from: Sequence[dict[str, Any]] | None = None,
+        max_refill_draws: int = 16,
     ) -> None:
         if on_error not in ("drop", "raise"):
             raise ValueError(f"on_error must be 'drop' or 'raise', got {on_error!r}")
@@ -70,6 +78,9 @@ class VideoSFTCollator:
         self.on_error = on_error
         self.max_failures = max_failures
         self.failures: list[DecodeFailure] = []
+        self.refill_from = refill_from
+        self.max_refill_draws = max_refill_draws
+        self.refills: list[tuple[str, str]] = []  # (dropped row id, the row that took its place)
         tokenizer = processor.tokenizer
         self.end_token_id = tokenizer.eos_token_id
         self.placeholder_ids = {
@@ -82,12 +93,12 @@ class VideoSFTCollator:
         kept: list[dict[str, Any]] = []
         clips: list[Visual] = []
         for row in rows:
-            try:
-                clips.append(self.loader.load(row["video"]))
-            except VideoDecodeError as error:
-                self._record_failure(row, error)
-                continue
-            kept.append(row)
+            loaded = self._load(row)
+            if loaded is None:
+                loaded = self._refill(row)
+            if loaded is not None:
+                kept.append(loaded[0])
+                clips.append(loaded[1])
         if not kept:
             ids = ", ".join(str(row.get("id")) for row in rows)
             raise VideoDecodeError("<batch>", f"no clip in this batch decoded (rows {ids})")
@@ -110,6 +121,37 @@ class VideoSFTCollator:
         batch = process(self.processor, full_texts, clips, padding_side="right")
         batch["labels"] = self._labels(batch, prompt_texts, full_texts, [row["id"] for row in kept])
         return batch
+
+    def _load(self, row: dict[str, Any]) -> tuple[dict[str, Any], Visual] | None:
+        """The row with its clip, or None (failure recorded) when the clip does not decode."""
+        try:
+            return row, self.loader.load(row["video"])
+        except VideoDecodeError as error:
+            self._record_failure(row, error)
+            return None
+
+    def _refill(self, dropped: dict[str, Any]) -> tuple[dict[str, Any], Visual] | None:
+        """Another whole row in the dropped row's place, drawn from `refill_from` by a draw seeded with the
+        dropped row's id alone (so the same row is always replaced by the same one)."""
+        if not self.refill_from:
+            return None
+        draw = random.Random(f"refill:{dropped.get('id')}")
+        for _ in range(self.max_refill_draws):
+            candidate = dict(self.refill_from[draw.randrange(len(self.refill_from))])
+            if candidate.get("id") == dropped.get("id"):
+                continue
+            loaded = self._load(candidate)
+            if loaded is not None:
+                self.refills.append((str(dropped.get("id")), str(candidate.get("id"))))
+                logger.warning(
+                    "row %s took the place of row %s in its batch", candidate.get("id"), dropped.get("id")
+                )
+                return loaded
+        raise VideoDecodeError(
+            "<refill>",
+            f"row {dropped.get('id')}: no decodable replacement in {self.max_refill_draws} draws; "
+            "check the dataset's clips (videokr build --verify)",
+        )
 
     def _labels(
         self, batch: BatchFeature, prompt_texts: list[str], full_texts: list[str], ids: list[str]
@@ -146,7 +188,8 @@ class VideoSFTCollator:
         if self.on_error == "raise":
             raise VideoDecodeError(failure.clip, f"row {failure.row_id}: {error.reason}") from error
         logger.warning(
-            "video decode failed, row %s dropped from its batch (not replaced): clip %s: %s [%d so far]",
+            "video decode failed, row %s dropped from its batch (its question keeps no other clip): "
+            "clip %s: %s [%d so far]",
             failure.row_id,
             failure.clip,
             failure.reason,

@@ -56,8 +56,10 @@ def main(script_args: VideoScriptArguments, training_args: SFTConfig, model_args
         max_samples=script_args.max_samples,
     )
     dataset = to_sft_rows(dataset, direct=script_args.target == "direct")
+    # A row whose clip does not decode is replaced by another whole row, so a batch never shrinks or
+    # empties (the paper trains at one sample per device); see `VideoSFTCollator`.
     collator = VideoSFTCollator(
-        processor, script_args.sampling(), max_failures=script_args.max_decode_failures
+        processor, script_args.sampling(), max_failures=script_args.max_decode_failures, refill_from=dataset
     )
 
     trainer = SFTTrainer(
@@ -73,7 +75,11 @@ def main(script_args: VideoScriptArguments, training_args: SFTConfig, model_args
     # Writes the model (gathered under ZeRO-3 / FSDP) and the processor into one folder, so
     # AutoModelForImageTextToText / AutoProcessor.from_pretrained(output_dir) reload it.
     trainer.save_model(training_args.output_dir)
-    logger.info("clips that failed to decode in this process: %d", len(collator.failures))
+    logger.info(
+        "clips that failed to decode in this process: %d (rows refilled: %d)",
+        len(collator.failures),
+        len(collator.refills),
+    )
     for failure in collator.failures:
         logger.info("  row %s: %s: %s", failure.row_id, failure.clip, failure.reason)
 
