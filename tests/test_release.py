@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from videokr.data.release import ClipStore, ConcatenatedReader, find_release_file
+from videokr.data.release import AmbiguousClipError, ClipStore, ConcatenatedReader, find_release_file
 from videokr.errors import VideoKRError
 
 
@@ -111,6 +111,60 @@ def test_a_missing_part_is_a_clear_error(release: Path) -> None:
     parts[-1].unlink()
     with pytest.raises(VideoKRError, match=r"videos_0001\.tar\.part\.aa .*is a part missing"):
         ClipStore(release)
+
+
+def test_a_missing_middle_part_is_named(release: Path) -> None:
+    """`.aa, .ac` without `.ab`: the error names the part, instead of the clips after it going missing."""
+    parts = sorted((release / "Videos").glob("videos_0001.tar.part.*"))
+    assert len(parts) > 3
+    parts[1].unlink()
+    parts[2].unlink()
+    with pytest.raises(
+        VideoKRError, match=r"missing part videos_0001\.tar\.part\.ab, videos_0001\.tar\.part\.ac"
+    ):
+        ClipStore(release)
+
+
+def test_a_missing_first_part_is_named(release: Path) -> None:
+    sorted((release / "Videos").glob("videos_0001.tar.part.*"))[0].unlink()
+    with pytest.raises(VideoKRError, match=r"missing part videos_0001\.tar\.part\.aa \("):
+        ClipStore(release)
+
+
+def test_an_archive_damaged_in_the_middle_is_an_error_not_fewer_clips(release: Path) -> None:
+    """tarfile stops quietly at a header it cannot read; the store checks that the archive really ended."""
+    archive = release / "Videos" / "videos_0000.tar"
+    make_tar(archive, {f"videos_0000/{i}.mp4": bytes([i]) * 3000 for i in range(3)})
+    data = bytearray(archive.read_bytes())
+    second_header = 512 + 3072  # one header block, then 3,000 bytes padded to whole blocks
+    data[second_header : second_header + 512] = b"\x07" * 512
+    archive.write_bytes(bytes(data))
+    with pytest.raises(VideoKRError, match=rf"no valid tar header at byte {second_header}"):
+        ClipStore(release)
+
+
+def test_a_path_two_different_clips_answer_is_ambiguous_and_identical_copies_are_fine(
+    release: Path,
+) -> None:
+    make_tar(release / "Videos" / "more.tar", {"videos_0000/a.mp4": b"a different clip"})
+    (release / "Videos" / "videos_0001").mkdir()
+    (release / "Videos" / "videos_0001" / "c.mp4").write_bytes(b"C" * 10)  # extracted, same bytes
+    store = ClipStore(release)
+    with pytest.raises(AmbiguousClipError, match=r"videos_0000/a\.mp4: 2 different clips answer") as caught:
+        store.resolve("videos_0000/a.mp4")
+    assert {c.location for c in caught.value.candidates} == {
+        "videos_0000.tar:videos_0000/a.mp4",
+        "more.tar:videos_0000/a.mp4",
+    }
+    ref = store.resolve("videos_0001/c.mp4")
+    assert ref is not None and ref.name == "videos_0001/c.mp4" and len(ref.archive) > 1
+
+    (release / "Videos" / "videos_0002" / "d.mp4").unlink()
+    make_tar(release / "Videos" / "d.tar", {"videos_0002/d.mp4": b"D" * 5})
+    (release / "videos_0002").mkdir()
+    (release / "videos_0002" / "d.mp4").write_bytes(b"d" * 5)  # same size, other bytes, other spelling
+    with pytest.raises(AmbiguousClipError):
+        ClipStore(release).resolve("videos_0002/d.mp4")
 
 
 def test_find_release_file(release: Path, tmp_path: Path) -> None:

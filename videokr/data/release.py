@@ -5,6 +5,12 @@ byte chunks, while rows name clips as `videos_0007/xxx.mp4`. Users today join an
 hand. `ClipStore` instead indexes the archives where they lie (a split archive is read through one
 seekable view of its parts, never joined on disk) and serves each clip by its row path, so a builder
 copies exactly the clips its rows use, once each.
+
+A row always gets exactly the clip its path names. Where two different clips answer one path (the same
+member name in two archives, or an archive and an extracted folder that disagree), `resolve` refuses
+to pick one and raises `AmbiguousClipError`; identical copies are fine and the first is served. A
+split archive with a part missing, or an archive damaged in the middle, is an error naming the part or
+the byte offset, never a silently shorter list of clips.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import re
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -129,6 +136,14 @@ class ClipRef:
         raw.seek(self.offset)
         return io.BufferedReader(_Slice(raw, self.size))
 
+    def sha256(self) -> str:
+        """The sha256 of the clip's bytes, read without copying them anywhere."""
+        digest = hashlib.sha256()
+        with self.open() as src:
+            while chunk := src.read(_COPY_CHUNK):
+                digest.update(chunk)
+        return digest.hexdigest()
+
     def copy_to(self, destination: Path) -> str:
         """Copy the clip to `destination` atomically; returns its sha256 (computed while copying)."""
         digest = hashlib.sha256()
@@ -160,6 +175,16 @@ class _Slice(io.RawIOBase):
         super().close()
 
 
+class AmbiguousClipError(VideoKRError):
+    """Two clips with different bytes answer one row path: serving either could give a row the wrong clip."""
+
+    def __init__(self, path: str, candidates: list[ClipRef]) -> None:
+        self.path = path
+        self.candidates = candidates
+        where = ", ".join(c.location for c in candidates)
+        super().__init__(f"{path}: {len(candidates)} different clips answer this path ({where})")
+
+
 class ClipStore:
     """Every clip under a release root, found by the path a row gives for it.
 
@@ -171,6 +196,8 @@ class ClipStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._clips: dict[str, ClipRef] = {}
+        self._copies: dict[str, list[ClipRef]] = {}  # further copies of a name (another archive/folder)
+        self._digests: dict[ClipRef, str] = {}
         self.archives: list[tuple[Path, ...]] = []
         self._index()
 
@@ -191,7 +218,9 @@ class ClipStore:
                 name = path.relative_to(self.root).as_posix()
                 self._add(ClipRef(name=name, size=path.stat().st_size, file=path))
         for stem in sorted(split):
-            self._index_archive(tuple(sorted(split[stem])))
+            parts = tuple(sorted(split[stem]))
+            check_parts_complete(stem, parts)
+            self._index_archive(parts)
 
     def _index_archive(self, parts: tuple[Path, ...]) -> None:
         self.archives.append(parts)
@@ -208,29 +237,107 @@ class ClipStore:
                         name = member.name.removeprefix("./")
                         ref = ClipRef(name=name, size=member.size, archive=parts, offset=member.offset_data)
                         self._add(ref)
+                # tarfile stops quietly at a header it cannot read past the first one; a whole archive
+                # ends with zero blocks (or the end of the bytes), anything else is damage.
+                raw.seek(tar.offset)
+                block = raw.read(tarfile.BLOCKSIZE)
+                if block.strip(b"\0"):
+                    raise tarfile.TarError(
+                        f"no valid tar header at byte {tar.offset}: the archive is damaged there"
+                    )
         except tarfile.TarError as exc:
             raise VideoKRError(f"{shown}: not a readable tar archive ({exc}); is a part missing?") from exc
 
     def _add(self, ref: ClipRef) -> None:
-        # The first copy wins; an archive and its extracted folder may both be present.
-        self._clips.setdefault(ref.name, ref)
+        # The first copy is served; further copies (an archive and its extracted folder, two archives
+        # holding one name) are kept so `resolve` can tell identical copies from conflicting ones.
+        if ref.name in self._clips:
+            self._copies.setdefault(ref.name, []).append(ref)
+        else:
+            self._clips[ref.name] = ref
+
+    def digest(self, ref: ClipRef) -> str:
+        """sha256 of a clip's bytes, computed once per store."""
+        if ref not in self._digests:
+            self._digests[ref] = ref.sha256()
+        return self._digests[ref]
+
+    def _distinct(self, refs: list[ClipRef]) -> list[ClipRef]:
+        """`refs` with identical byte contents collapsed to the first of each (sizes first, then sha256)."""
+        kept: list[ClipRef] = []
+        for ref in refs:
+            if not any(k.size == ref.size and self.digest(k) == self.digest(ref) for k in kept):
+                kept.append(ref)
+        return kept
 
     def resolve(self, path: str) -> ClipRef | None:
         """The clip a row names, trying what the official loaders try, in their order: the path with
         leading ``.`` and ``/`` removed, then without or with ``Videos/`` (the training loaders), each as
         given and then with its suffix replaced by each of `OFFICIAL_SUFFIXES` (the evaluation loader:
-        ``x`` finds ``x.mp4``, ``x.avi`` finds ``x.mp4``). A name no spelling finds returns None."""
+        ``x`` finds ``x.mp4``, ``x.avi`` finds ``x.mp4``). A name no spelling finds returns None.
+
+        Every clip that answers the path is considered: the first hit with and without ``Videos/``, and
+        every copy of those names. When they do not all hold the same bytes the path is ambiguous and
+        `AmbiguousClipError` is raised rather than one of them served."""
         path = path.strip().lstrip("./")
         bases = [path, path.removeprefix("Videos/") if path.startswith("Videos/") else f"Videos/{path}"]
+        answers: list[ClipRef] = []
         for base in bases:
             for candidate in _suffix_variants(base):
                 ref = self._clips.get(candidate)
                 if ref is not None:
-                    return ref
-        return None
+                    answers += [ref, *self._copies.get(candidate, [])]
+                    break
+        if not answers:
+            return None
+        if len(answers) > 1:
+            distinct = self._distinct(answers)
+            if len(distinct) > 1:
+                raise AmbiguousClipError(path, distinct)
+        return answers[0]
 
     def __iter__(self) -> Iterator[ClipRef]:
         return iter(self._clips.values())
+
+
+def _suffix_number(suffix: str) -> int:
+    value = 0
+    for char in suffix:
+        value = value * 26 + ord(char) - ord("a")
+    return value
+
+
+def _suffix_name(number: int, width: int) -> str:
+    chars = []
+    for _ in range(width):
+        number, digit = divmod(number, 26)
+        chars.append(chr(ord("a") + digit))
+    return "".join(reversed(chars))
+
+
+def check_parts_complete(stem: Path, parts: tuple[Path, ...]) -> None:
+    """Refuse a split archive whose part names skip one (`.aa, .ac` without `.ab`), naming what is missing.
+
+    `split` names parts `.aa, .ab, …` (GNU split widens the suffix past `.yz`, so only parts of equal
+    suffix width are compared). A missing last part cannot be seen from the names; the tar check after
+    it catches the archive that then ends mid-member.
+    """
+    suffixes = [_PART.match(p.name).group("suffix") for p in parts]  # type: ignore[union-attr]
+    missing: list[str] = []
+    first = suffixes[0]
+    missing += [_suffix_name(n, len(first)) for n in range(_suffix_number(first))]
+    for previous, current in pairwise(suffixes):
+        if len(previous) == len(current):
+            gap = range(_suffix_number(previous) + 1, _suffix_number(current))
+            missing += [_suffix_name(n, len(current)) for n in gap]
+    if missing:
+        names = [f"{stem.name}.part.{m}" for m in missing]
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise VideoKRError(
+            f"{stem.parent}: split archive {stem.name} is missing part {shown} "
+            f"(found {', '.join(p.name for p in parts[:3])}{', …' if len(parts) > 3 else ''}); "
+            "restore the missing part before building"
+        )
 
 
 def _suffix_variants(name: str) -> Iterator[str]:
