@@ -273,3 +273,18 @@ def test_read_records_strict_raises_at_the_first_problem(tmp_path: Path) -> None
     path = write_jsonl(tmp_path / "rl.jsonl", [SFT_ROW, "{oops"])
     with pytest.raises(RecordError, match=r"rl.jsonl:2: malformed JSON"):
         read_records(path, "rl", strict=True)
+
+
+def test_a_line_that_is_not_utf8_is_a_rejected_row_naming_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    good = json.dumps(SFT_ROW).encode()
+    other = json.dumps(SFT_ROW | {"problem_id": "sft-003"}).encode()
+    bad = json.dumps(SFT_ROW | {"problem_id": "sft-002"}).encode().replace(b"Which", b"Wh\xe9ch")
+    path.write_bytes(b"\xef\xbb\xbf" + good + b"\n" + bad + b"\n" + other + b"\n")  # with a BOM
+    report = read_records(path, "sft")
+    assert [r.id for r in report.records] == ["sft-001", "sft-003"]
+    (error,) = report.errors
+    assert error.line == 2 and str(error).startswith(f"{path}:2: not valid UTF-8: byte ")
+    assert "\\xe9" in str(error)
+    with pytest.raises(RecordError, match=r":2: not valid UTF-8"):
+        read_records(path, "sft", strict=True)

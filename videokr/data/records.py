@@ -478,17 +478,19 @@ def read_records(path: str | Path, kind: Kind, *, strict: bool = False) -> Parse
     """Parse a whole release JSONL file, collecting every bad row instead of stopping at the first.
 
     Duplicate ids are errors (the second and later occurrences, naming the first line). A malformed
-    JSON line is reported like any other bad row and the rest of the file still parses. With
-    ``strict=True`` the first problem raises instead.
+    JSON line, or one that is not valid UTF-8, is reported like any other bad row (file and line) and
+    the rest of the file still parses; a UTF-8 byte-order mark at the start of the file is skipped.
+    With ``strict=True`` the first problem raises instead.
     """
     path = Path(path)
     report = ParseReport(path=str(path))
     first_seen: dict[str, int] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
+    with path.open("rb") as handle:  # bytes: one bad line must not stop the file, and must say where it is
+        for number, data in enumerate(handle, start=1):
             try:
+                text = _decode_line(data, path, number)
+                if not text.strip():
+                    continue
                 raw = _parse_json_line(text, path, number)
                 record = parse_row(raw, kind, file=str(path), line=number)
                 if record.id in first_seen:
@@ -507,3 +509,16 @@ def read_records(path: str | Path, kind: Kind, *, strict: bool = False) -> Parse
             first_seen[record.id] = number
             report.records.append(record)
     return report
+
+
+def _decode_line(data: bytes, path: Path, number: int) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = data[exc.start : exc.start + 4]
+        raise RecordError(
+            f"not valid UTF-8: byte {exc.start + 1} of the line ({bad!r}) {exc.reason}",
+            file=str(path),
+            line=number,
+        ) from None
+    return text.removeprefix("\ufeff") if number == 1 else text
