@@ -30,6 +30,49 @@ def test_validate_passes_the_sample_release_and_lists_bad_rows_by_id(
     assert "2 rows parsed, 1 rejected" in out and f"id={rows[1]['id']!r}" in out
 
 
+def test_validate_names_the_line_that_is_not_utf8(
+    sample_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sft = sample_corpus / "VideoKR-Train" / "VideoKR-COT-201K.jsonl"
+    lines = sft.read_bytes().splitlines(keepends=True)[:4]
+    lines[2] = lines[2].replace(b'"question": "', b'"question": "\xff', 1)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b"".join(lines))
+    assert main(["validate", "sft", str(bad)]) == 1
+    captured = capsys.readouterr()
+    assert "3 rows parsed, 1 rejected" in captured.out
+    assert f"{bad}:3: not valid UTF-8" in captured.out and "Traceback" not in captured.err
+
+
+def test_build_into_another_datasets_folder_is_one_line_and_touches_nothing(
+    sample_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "built"
+    (out / ".videokr").mkdir(parents=True)
+    (out / ".videokr" / "build.json").write_text(
+        '{"dataset": "VideoKR-SFT-201K", "kind": "sft", "clips": {}}'
+    )
+    (out / "README.md").write_text("the SFT card\n")
+    argv = ["build", "rl", "--source", str(sample_corpus), "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("videokr build: error: --out ") and err.count("\n") == 1
+    assert "already holds the VideoKR-SFT-201K dataset (sft)" in err
+    assert (out / "README.md").read_text() == "the SFT card\n"
+    assert sorted(p.name for p in out.rglob("*")) == [".videokr", "README.md", "build.json"]
+
+    source = sample_corpus / "VideoKR-Eval"
+    assert main(["build", "eval", "--source", str(source), "--out", str(source)]) == 2
+    assert "is not empty" in capsys.readouterr().err
+
+
+def test_build_has_the_licence_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["build", "--help"])
+    out = capsys.readouterr().out
+    assert "--allow-non-cc" in out and "Creative Commons" in out
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

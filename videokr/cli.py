@@ -64,6 +64,7 @@ def _build(args: argparse.Namespace) -> int:
         workers=args.workers,
         check=not args.no_check,
         repo_id=args.repo_id,
+        allow_non_cc=args.allow_non_cc,
     )
     print(report.summary())
     print(f"wrote {args.out} (report: {args.out}/.videokr/build.json)")
@@ -133,7 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("dataset", choices=tuple(DATASET_PACKAGES), help="which dataset to build")
     build.add_argument("--source", type=Path, required=True, help="release folder or its JSONL file")
-    build.add_argument("--out", type=Path, required=True, help="output repository folder")
+    build.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output repository folder: new, empty, or an earlier build of the same dataset (anything else "
+        "is refused before writing)",
+    )
     build.add_argument(
         "--disjoint-from",
         type=Path,
@@ -142,11 +149,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="built folders whose clips this dataset must not share (rows on shared clips are reported)",
     )
-    build.add_argument("--verify", action="store_true", help="decode every clip in parallel, not only probe")
+    build.add_argument(
+        "--verify",
+        action="store_true",
+        help="decode frames across every clip in parallel (a plain build probes each clip and checks its "
+        "bitstream structure, which misses damage inside a frame)",
+    )
     build.add_argument("--workers", type=int, default=None, help="parallel workers (default: min(8, CPUs))")
     build.add_argument("--no-check", action="store_true", help="skip the load_dataset check at the end")
     build.add_argument("--repo-id", default=None, help="ORG/NAME it will be published as (named in the card)")
     build.add_argument("--strict", action="store_true", help="exit 1 when any row was kept out")
+    build.add_argument(
+        "--allow-non-cc",
+        action="store_true",
+        help="keep rows whose clip licence is not Creative Commons or not given (kept out by default); the "
+        "card then counts clips by licence",
+    )
 
     publish = add(
         "publish",
@@ -157,7 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("folder", type=Path, help="a folder written by `videokr build`")
     publish.add_argument("--repo-id", required=True, help="ORG/NAME of the dataset repo")
     publish.add_argument("--private", action="store_true", help="create the repo as private")
-    publish.add_argument("--dry-run", action="store_true", help="list what would be uploaded; send nothing")
+    publish.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list every file that would be uploaded, with its size; send nothing",
+    )
 
     from videokr.pipeline.cli import add_pipeline_commands
 

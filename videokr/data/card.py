@@ -1,11 +1,16 @@
 """Dataset card, attribution and statistics for a built repository, all computed from the rows written.
 
 The card's YAML is the loader (configs + dataset_info.features) and its prose carries statistics that
-are counted from the very rows in `metadata.parquet`, so the card cannot drift from the data.
+are counted from the very rows in `metadata.parquet`, so the card cannot drift from the data. What it
+says about clip licences is counted too: it calls the clips Creative Commons licensed only when every
+clip is (`is_creative_commons`); a build that kept other licences (`--allow-non-cc`) gets a card that
+gives the counts by licence and says which clips are not CC.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import statistics
 from collections import Counter
 from dataclasses import dataclass
@@ -14,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from videokr.atomic import write_text_atomic
 from videokr.data.croissant import write_croissant
 from videokr.data.records import Kind, record_features
 
@@ -44,6 +50,45 @@ DURATION_BUCKETS = (
     (1800, "10–30 min"),
     (None, "≥ 30 min"),
 )
+
+
+_LICENSE_NOISE = {"license", "licence", "licenses", "licences", "international", "unported", "generic"}
+_LICENSE_NOISE |= {"deed", "legalcode", "en"}
+_CC_TERMS = {"nc", "nd", "sa"}
+_VERSION = re.compile(r"^\d+(\.\d+)?$")
+# The claim a spec's summary may make about every clip; dropped from a card whose clips are not all CC.
+_CC_CLAIM = re.compile(r"\b(CC|Creative[ -]Commons)[ -]licen[cs]ed\s+", re.IGNORECASE)
+
+
+def is_creative_commons(license: str | None) -> bool:
+    """Whether a clip's licence string names a Creative Commons licence or public-domain tool.
+
+    Accepted: CC0 and the Public Domain Mark, and every CC BY licence (BY, BY-SA, BY-NC, BY-ND, …, any
+    version), spelled as SPDX ids (``CC-BY-SA-4.0``), prose (``CC BY-NC 4.0``, "Creative Commons
+    Attribution 4.0") or deed URLs, plus YouTube's ``creativeCommon`` (CC BY 3.0). Anything else, and a
+    missing licence, is not: a licence is never guessed.
+    """
+    if license is None or not license.strip():
+        return False
+    text = license.strip().lower()
+    if text in {"creativecommon", "youtube-cc"}:
+        return True
+    text = re.sub(r"^https?://(www\.)?creativecommons\.org/(licenses|publicdomain)/", "cc ", text)
+    text = text.replace("creative commons", "cc").replace("attribution", "by")
+    for long, short in (("noncommercial", "nc"), ("non-commercial", "nc"), ("noderivatives", "nd")):
+        text = text.replace(long, short)
+    text = text.replace("noderivs", "nd").replace("sharealike", "sa").replace("share-alike", "sa")
+    tokens = [t for t in re.split(r"[^a-z0-9.]+", text) if t and t not in _LICENSE_NOISE]
+    rest: list[str]
+    if tokens[:1] == ["cc0"]:
+        rest = tokens[1:]
+    elif tokens[:2] in (["cc", "zero"], ["cc", "0"], ["cc", "mark"], ["cc", "by"]):
+        rest = [t for t in tokens[2:] if not (tokens[1] == "by" and t in _CC_TERMS)]
+    elif tokens[:1] == ["pdm"] or tokens[:3] == ["public", "domain", "mark"]:
+        rest = tokens[3:] if tokens[0] == "public" else tokens[1:]
+    else:
+        return False
+    return all(_VERSION.match(t) for t in rest) and len(rest) <= 1
 
 
 @dataclass(frozen=True)
@@ -80,7 +125,13 @@ def compute_statistics(rows: list[dict[str, Any]], durations: dict[str, float | 
         if rows and column in rows[0]:
             counts = Counter(row.get(column) or UNKNOWN for row in rows)
             stats[column] = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-    known = sorted(d for d in durations.values() if d is not None)
+    clip_licenses: dict[str, str | None] = {}
+    for row in rows:
+        clip_licenses.setdefault(row["file_name"], row.get("license"))
+    by_license = Counter(value or UNKNOWN for value in clip_licenses.values())
+    stats["clip_licenses"] = dict(sorted(by_license.items(), key=lambda kv: (-kv[1], kv[0])))
+    stats["non_cc_clips"] = sum(1 for value in clip_licenses.values() if not is_creative_commons(value))
+    known = sorted(d for d in durations.values() if d is not None and math.isfinite(d))
     buckets = Counter(_bucket(d) for d in known)
     stats["duration_s"] = {
         "clips_with_duration": len(known),
@@ -134,11 +185,36 @@ def _fmt(seconds: float | None) -> str:
     return "n/a" if seconds is None else f"{seconds:.1f} s"
 
 
+def honest_summary(spec: DatasetSpec, stats: dict[str, Any]) -> str:
+    """The spec's summary, without a claim that the clips are CC-licensed unless every clip is."""
+    if stats.get("non_cc_clips"):
+        return _CC_CLAIM.sub("", spec.summary)
+    return spec.summary
+
+
+def license_statement(stats: dict[str, Any]) -> str:
+    """What the card says about clip licences: counted from the clips, never a blanket claim."""
+    clips = stats["clips"]
+    counts = stats.get("clip_licenses", {})
+    listed = ", ".join(f"{name} ({count})" for name, count in counts.items())
+    non_cc = stats.get("non_cc_clips", 0)
+    if not clips:
+        return "This repository holds no clips."
+    if not non_cc:
+        return f"All {clips} clips are under Creative Commons licences or public-domain tools: {listed}."
+    return (
+        f"**{non_cc} of the {clips} clips are not under a Creative Commons licence** (or have no known "
+        f"licence); they were kept on request (`--allow-non-cc`). Clips by licence: {listed}. Check a "
+        "clip's own licence before any use of it."
+    )
+
+
 def render_card(spec: DatasetSpec, stats: dict[str, Any], repo_id: str) -> str:
     yaml_header = card_yaml(spec, stats["rows"], stats["data_bytes"])
     front = yaml.safe_dump(yaml_header, sort_keys=False, allow_unicode=True)
     total = max(stats["rows"], 1)
-    sections = [f"# {spec.pretty_name}", "", spec.summary, "", spec.description, ""]
+    summary = honest_summary(spec, stats)
+    sections = [f"# {spec.pretty_name}", "", summary, "", spec.description, ""]
     sections += [
         "## Usage",
         "",
@@ -184,6 +260,8 @@ def render_card(spec: DatasetSpec, stats: dict[str, Any], repo_id: str) -> str:
         "given per row in `license`, `creator`, `source_url` and `attribution`; `ATTRIBUTION.md` summarises "
         "them by license. Reuse of a clip must follow its license.",
         "",
+        license_statement(stats),
+        "",
         "## Citation",
         "",
         "```bibtex",
@@ -228,12 +306,12 @@ def write_card_files(
     repo_id = repo_id or f"<org>/{spec.name}"
     stats = compute_statistics(rows, durations)
     stats["data_bytes"] = sum(f.stat().st_size for f in (out / spec.split).rglob("*") if f.is_file())
-    (out / "README.md").write_text(render_card(spec, stats, repo_id), encoding="utf-8")
-    (out / "ATTRIBUTION.md").write_text(render_attribution(spec, rows), encoding="utf-8")
+    write_text_atomic(out / "README.md", render_card(spec, stats, repo_id))
+    write_text_atomic(out / "ATTRIBUTION.md", render_attribution(spec, rows))
     write_croissant(
         out,
         name=spec.name,
-        description=spec.summary,
+        description=honest_summary(spec, stats),
         license=ANNOTATION_LICENSE,
         url=f"https://huggingface.co/datasets/{repo_id}",
         cite_as=CITATION,

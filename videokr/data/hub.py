@@ -6,6 +6,17 @@ text). A build reads the rows, finds every clip they use, copies each clip once 
 and then proves the folder with `load_dataset`, normal and streaming. Nothing a row needs is silently
 dropped or substituted: every problem lands in the report with the ids it affects.
 
+What a build never does:
+
+* serve wrong bytes: a clip is reused on a re-run only when its source still has the sha256 the
+  manifest recorded (and the copy is the one written); two different source clips never share one
+  output file, even when their flattened names collide; a row path two different clips answer is
+  reported as ambiguous, not resolved to one of them;
+* lose a user's data: `--out` must be new, empty, or a folder this tool built for the same kind of
+  dataset (its manifest says so), else the build stops before writing anything; only files the
+  manifest says the tool wrote are ever deleted;
+* leave work running: probe workers die with the build, even when it is killed with SIGKILL.
+
 Why a videofolder and not `push_to_hub`: rows share clips (six questions per video in the paper), and
 `push_to_hub` would embed the bytes once per row; a videofolder keeps one file per clip and is still a
 no-code dataset whose rows decode with `load_dataset`.
@@ -13,9 +24,13 @@ no-code dataset whose rows decode with `load_dataset`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import sys
+import threading
+import time
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable
@@ -30,23 +45,31 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from videokr.atomic import atomic_path, write_text_atomic
-from videokr.data.card import DatasetSpec, write_card_files
+from videokr.data.card import DatasetSpec, is_creative_commons, write_card_files
 from videokr.data.croissant import validate_croissant
 from videokr.data.records import Kind, Record, read_records, record_features
-from videokr.data.release import ClipRef, ClipStore, find_release_file
+from videokr.data.release import AmbiguousClipError, ClipRef, ClipStore, find_release_file
 from videokr.errors import VideoKRError
 
 MANIFEST_PATH = Path(".videokr") / "build.json"
 TARGET_CLIPS_PER_FOLDER = 500  # hash sharding at this mean keeps every folder far below the 1,000 cap
 MAX_CLIPS_PER_FOLDER = 1000
 MANIFEST_FLUSH_EVERY = 500
+#: What the probe of a clip recorded in the manifest checked; a clip probed by an older build whose
+#: entry lacks it is probed again.
+PROBE_CHECKS = "probe+nal-structure"
+VERIFY_HINT = (
+    "clips were probed, not decoded: container, frame index and H.264/HEVC bitstream structure are "
+    "checked, but damage inside a frame shows only when decoding; run with --verify to decode frames "
+    "across every clip"
+)
 
 
 @dataclass
 class Problem:
     """One thing wrong with the input, with every row id it keeps out of the build."""
 
-    kind: str  # record | missing_clip | corrupt_clip | overlap
+    kind: str  # record | license | missing_clip | ambiguous_clip | corrupt_clip | overlap | non_finite
     detail: str
     row_ids: list[str] = field(default_factory=list)
 
@@ -60,7 +83,10 @@ class BuildReport:
     rows_written: int = 0
     clips_written: int = 0
     clips_reused: int = 0
+    verified: bool = False
     problems: list[Problem] = field(default_factory=list)
+    #: Values changed in rows that were kept (e.g. a non-finite duration written as null/probed).
+    notices: list[Problem] = field(default_factory=list)
 
     @property
     def rows_rejected(self) -> int:
@@ -86,6 +112,11 @@ class BuildReport:
             ]
             if len(problems) > 20:
                 lines.append(f"    … {len(problems) - 20} more in {MANIFEST_PATH}")
+        for notice in self.notices:
+            ids = f" [ids: {', '.join(notice.row_ids[:8])}]" if notice.row_ids else ""
+            lines.append(f"  {notice.kind}: {notice.detail}{ids}")
+        if not self.verified:
+            lines.append(f"  note: {VERIFY_HINT}")
         return "\n".join(lines)
 
 
@@ -93,26 +124,159 @@ def shard_count(num_clips: int) -> int:
     return max(1, math.ceil(num_clips / TARGET_CLIPS_PER_FOLDER))
 
 
-def clip_file_name(source_name: str, shards: int) -> str:
+def clip_file_name(source_name: str, shards: int, *, disambiguate: bool = False) -> str:
     """Where a clip goes inside its split: `videos/NNN/<source path with / as __>`.
 
     The shard is a hash of the source path, so a clip keeps its place when other clips come and go
     (incremental rebuilds rewrite nothing), and the flattened source path keeps provenance readable.
+    Flattening is not one-to-one (`a/b__c.mp4` and `a__b/c.mp4` both give `a__b__c.mp4`); names that
+    collide get `disambiguate`: a short hash of the full source path before the suffix.
     """
     shard = zlib.crc32(source_name.encode()) % shards
     flat = source_name.strip("/").replace("/", "__")
+    if disambiguate:
+        stem, dot, suffix = flat.rpartition(".")
+        tag = hashlib.sha1(source_name.encode()).hexdigest()[:10]
+        flat = f"{stem}~{tag}.{suffix}" if dot and stem else f"{flat}~{tag}"
     return f"videos/{shard:03d}/{flat}"
 
 
-def _probe_duration(path: str) -> tuple[str, float | None, str | None]:
-    """(path, duration in seconds, error) — run in worker processes; never raises."""
+def assign_file_names(names: Iterable[str], shards: int) -> dict[str, str]:
+    """Each source clip's output file, one file per source clip: never two clips in one file.
+
+    Names whose flattened paths collide (compared case-insensitively, as on macOS and Windows disks)
+    are all disambiguated, so which clip gets which file does not depend on the order they come in.
+    """
+    plain = {name: clip_file_name(name, shards) for name in names}
+    groups: dict[str, list[str]] = defaultdict(list)
+    for name, file_name in plain.items():
+        groups[file_name.casefold()].append(name)
+    assigned = {
+        name: clip_file_name(name, shards, disambiguate=len(group) > 1)
+        for group in groups.values()
+        for name in group
+    }
+    seen: dict[str, str] = {}
+    for name, file_name in sorted(assigned.items()):
+        other = seen.setdefault(file_name.casefold(), name)
+        if other != name:
+            raise VideoKRError(f"clips {other} and {name} would both be written to {file_name}")
+    return assigned
+
+
+def _probe_clip(path: str) -> tuple[str, float | None, str | None]:
+    """(path, duration in seconds, error) — run in worker processes; never raises.
+
+    The probe reads every packet of the container (timestamps, index) and decodes the first frame;
+    the bitstream check then walks the same packets' H.264/HEVC NAL units, which catches a clip whose
+    middle was overwritten or lost without decoding it.
+    """
     from videokr.vision.decode import probe
 
     try:
         info = probe(path)
+        problem = check_bitstream(path)
     except Exception as exc:  # a corrupt clip must be reported, whatever the decoder raises
         return path, None, str(exc)
-    return path, float(info.duration), None
+    if problem is not None:
+        return path, None, f"{path}: {problem}"
+    duration = float(info.duration)
+    return path, duration if math.isfinite(duration) else None, None
+
+
+def check_bitstream(path: str) -> str | None:
+    """A cheap structural check of an H.264 or HEVC stream stored with NAL length prefixes (MP4, MKV).
+
+    Every packet must split exactly into NAL units (length prefixes that add up to the packet size)
+    whose headers are valid: overwritten or missing bytes almost always break that. No frame is
+    decoded, so damage inside one NAL unit's payload is not seen (`--verify` decodes). Other codecs
+    and Annex-B streams are not checked here. Returns what is wrong, or None.
+    """
+    import av
+
+    with av.open(path) as container:
+        if not container.streams.video:
+            return None
+        stream = container.streams.video[0]
+        codec = stream.codec_context.name
+        extra = bytes(stream.codec_context.extradata or b"")
+        if codec == "h264" and len(extra) > 4 and extra[0] == 1:
+            length_size, hevc = (extra[4] & 3) + 1, False
+        elif codec == "hevc" and len(extra) > 22 and extra[0] == 1:
+            length_size, hevc = (extra[21] & 3) + 1, True
+        else:
+            return None
+        for index, packet in enumerate(container.demux(stream)):
+            if packet.size == 0:
+                continue
+            problem = _nal_problem(memoryview(packet), length_size, hevc)
+            if problem is not None:
+                return f"corrupt {codec} stream: video packet {index} (at byte {packet.pos}) {problem}"
+    return None
+
+
+def _nal_problem(data: memoryview, length_size: int, hevc: bool) -> str | None:
+    position, units, size = 0, 0, len(data)
+    while position < size:
+        if position + length_size > size:
+            if any(data[position:]):
+                return f"ends with {size - position} bytes that are not a NAL unit"
+            break
+        length = int.from_bytes(data[position : position + length_size], "big")
+        position += length_size
+        if length == 0:
+            continue
+        if position + length > size:
+            return f"holds a NAL unit of {length} bytes but only {size - position} bytes are left"
+        header = data[position]
+        if header & 0x80:
+            return "holds a NAL unit whose forbidden bit is set"
+        if hevc:
+            if length < 2 or (header >> 1) & 0x3F > 47 or not data[position + 1] & 7:
+                return "holds an invalid HEVC NAL unit header"
+        elif not 1 <= header & 0x1F <= 23:
+            return f"holds a NAL unit of type {header & 0x1F}, which no encoder writes"
+        units += 1
+        position += length
+    return None if units else "holds no NAL unit"
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Probe-pool initializer: a worker must never outlive the build, even one killed with SIGKILL.
+
+    On Linux the kernel kills the worker when its parent dies (PR_SET_PDEATHSIG), which works even while
+    the worker is busy in a decoder; a watcher thread covers other systems and the moment before the
+    signal was armed (a parent already gone, or the worker re-parented).
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    first_parent = os.getppid()
+    if not _alive(parent_pid) or first_parent == 1:  # the build died before the signal was armed
+        os._exit(1)
+    threading.Thread(
+        target=_watch_parent, args=(parent_pid, first_parent), name="videokr-watch-parent", daemon=True
+    ).start()
+
+
+def _watch_parent(parent_pid: int, first_parent: int) -> None:
+    while os.getppid() == first_parent and _alive(parent_pid):
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _verify_decode(path: str) -> tuple[str, str | None]:
@@ -127,18 +291,70 @@ def _verify_decode(path: str) -> tuple[str, str | None]:
 
 
 class _Manifest:
-    """What a build wrote: clips (with sha256, for incremental rebuilds and overlap checks) and problems."""
+    """What a build wrote: clips (with sha256, for incremental rebuilds and overlap checks) and problems.
+
+    It is written before the first clip, naming the dataset and kind, so a folder a build left half
+    done is still recognised as this tool's; `owned_files` are every clip file a build wrote or was
+    writing into the split (the only files a later build may delete).
+    """
 
     def __init__(self, out: Path) -> None:
         self.path = out / MANIFEST_PATH
         data = json.loads(self.path.read_text()) if self.path.exists() else {}
         self.clips: dict[str, dict[str, Any]] = data.get("clips", {})
         self.data = data
+        self.owned_files = {e["file_name"] for e in self.clips.values() if "file_name" in e}
+        self.owned_files |= set(data.get("pending", []))
 
     def flush(self, **extra: Any) -> None:
         self.data.update(extra)
         self.data["clips"] = self.clips
         write_text_atomic(self.path, json.dumps(self.data, indent=1, sort_keys=True))
+
+
+def check_out_folder(out: Path, spec: DatasetSpec) -> None:
+    """Refuse an `--out` that a build could damage, before anything is written.
+
+    Allowed: a folder that does not exist, an empty one, or one this tool built for the same kind of
+    dataset (its manifest says so: a re-run or a resumed build). Anything else (the release folder
+    itself, a folder of the user's, another dataset's build) is refused with one line saying why.
+    """
+    out = Path(out)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise VideoKRError(f"--out {out} is a file; give a new or empty folder (nothing was written)")
+    manifest = out / MANIFEST_PATH
+    if manifest.is_file():
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise VideoKRError(
+                f"--out {out}: its {MANIFEST_PATH} cannot be read ({exc}); give a new or empty folder "
+                "(nothing was written)"
+            ) from exc
+        kind = data.get("kind") if isinstance(data, dict) else None
+        if kind == spec.kind:
+            return
+        held = f"the {data.get('dataset') or kind} dataset ({kind})" if kind else "an unfinished older build"
+        raise VideoKRError(
+            f"--out {out} already holds {held}; building {spec.name} ({spec.kind}) there would replace "
+            "it. Give a new or empty folder (nothing was written)"
+        )
+    entries = sorted(p.name for p in out.iterdir() if not _only_build_state(p))
+    if entries:
+        shown = ", ".join(entries[:5]) + (", …" if len(entries) > 5 else "")
+        raise VideoKRError(
+            f"--out {out} is not empty ({len(entries)} entries: {shown}) and is not a folder videokr built; "
+            "give a new or empty folder (nothing was written)"
+        )
+
+
+def _only_build_state(path: Path) -> bool:
+    """A `.videokr/` left by a build killed before its first manifest write (only `.partial` files)."""
+    if path.name != MANIFEST_PATH.parent.name or not path.is_dir() or path.is_symlink():
+        return False
+    return all(child.name.endswith(".partial") and child.is_file() for child in path.iterdir())
 
 
 def load_clip_hashes(built: Path) -> dict[str, str]:
@@ -166,17 +382,22 @@ def build_repo(
     progress: bool = True,
     check: bool = True,
     repo_id: str | None = None,
+    allow_non_cc: bool = False,
 ) -> BuildReport:
     """Build `out` as a no-code Hub dataset folder for `spec` from release files (or pipeline output).
 
     `disjoint_from` names other built folders (e.g. SFT and Eval when building RL): rows whose clip
     is also there (same video id or same bytes) are kept out and reported, so no clip is ever in two
-    of SFT, RL and Eval. Re-running is incremental: clips already written with the same source are not
-    copied again, and progress is saved as it goes, so a crash loses nothing already written.
+    of SFT, RL and Eval. Rows whose clip licence is not Creative Commons (or not given) are kept out
+    unless `allow_non_cc`; the card then counts clips by licence instead of calling them CC-licensed.
+    Re-running is incremental: clips already written from the same bytes (sha256) are not copied
+    again, and progress is saved as it goes, so a crash loses nothing already written. `out` must be
+    new, empty or an earlier build of the same kind (`check_out_folder`).
     """
     out = Path(out)
     jsonl = find_release_file(Path(source), spec.kind)
-    report = BuildReport(dataset=spec.name, source=str(jsonl), out=str(out))
+    check_out_folder(out, spec)
+    report = BuildReport(dataset=spec.name, source=str(jsonl), out=str(out), verified=verify)
     workers = workers or min(8, os.cpu_count() or 1)
 
     parsed = read_records(jsonl, spec.kind)
@@ -184,13 +405,20 @@ def build_repo(
     for error in parsed.errors:
         ids = [error.row_id] if error.row_id is not None else []
         report.problems.append(Problem("record", str(error), ids))
+    records = _null_non_finite(parsed.records, report)
+    records = _apply_license_policy(records, report, allow_non_cc)
 
     store = ClipStore(jsonl.parent)
     rows_by_clip: dict[str, list[Record]] = defaultdict(list)
     refs: dict[str, ClipRef] = {}
     missing: dict[str, list[str]] = defaultdict(list)
-    for record in parsed.records:
-        ref = store.resolve(record.video)
+    ambiguous: dict[str, tuple[AmbiguousClipError, list[str]]] = {}
+    for record in records:
+        try:
+            ref = store.resolve(record.video)
+        except AmbiguousClipError as exc:
+            ambiguous.setdefault(record.video, (exc, []))[1].append(record.id)
+            continue
         if ref is None:
             missing[record.video].append(record.id)
             continue
@@ -198,11 +426,17 @@ def build_repo(
         rows_by_clip[ref.name].append(record)
     for path, ids in sorted(missing.items()):
         report.problems.append(Problem("missing_clip", f"{path}: not found under {jsonl.parent}", ids))
+    for _, (exc, ids) in sorted(ambiguous.items(), key=lambda item: item[0]):
+        detail = f"{exc}; a row must name exactly one clip: remove or rename all but one"
+        report.problems.append(Problem("ambiguous_clip", detail, ids))
 
     split_dir = out / spec.split
-    shards = shard_count(len(refs))
+    file_names = assign_file_names(refs, shard_count(len(refs)))
     manifest = _Manifest(out)
-    placed = _copy_clips(refs, split_dir, shards, manifest, report, workers, progress)
+    owned = manifest.owned_files | set(file_names.values())
+    # The first write into `out`: from here on the folder is recognisably this build's.
+    manifest.flush(dataset=spec.name, kind=spec.kind, pending=sorted(owned))
+    placed = _copy_clips(refs, file_names, split_dir, manifest, report, workers, progress)
 
     _drop_overlaps(disjoint_from, manifest, rows_by_clip, report)
     durations = _check_clips(placed, rows_by_clip, manifest, report, workers, progress, verify)
@@ -219,60 +453,94 @@ def build_repo(
             rows.append({"file_name": manifest.clips[name]["file_name"], **row})
     rows.sort(key=lambda r: r["id"])
     _write_metadata(split_dir, rows, spec.kind)
-    _remove_stale_clips(split_dir, {manifest.clips[n]["file_name"] for n in rows_by_clip})
+    _remove_stale_clips(split_dir, {manifest.clips[n]["file_name"] for n in rows_by_clip}, owned)
     report.rows_written = len(rows)
 
     clip_durations = {manifest.clips[n]["file_name"]: durations.get(n) for n in rows_by_clip}
     write_card_files(spec, out, rows, durations=clip_durations, repo_id=repo_id)
+    manifest.data.pop("pending", None)
     manifest.flush(dataset=spec.name, kind=spec.kind, report=asdict(report))
     if check:
         check_repo(out, spec.kind)
     return report
 
 
+def _null_non_finite(records: list[Record], report: BuildReport) -> list[Record]:
+    """A NaN or infinite duration (JSON `NaN`, `Infinity`, `1e999`) is no duration: written as the
+    probed one instead, and counted in the report."""
+    ids = []
+    for record in records:
+        if record.duration_s is not None and not math.isfinite(record.duration_s):
+            record.duration_s = None
+            ids.append(record.id)
+    if ids:
+        detail = (
+            f"{len(ids)} rows gave a non-finite duration_s (NaN or infinity); the probed duration is written"
+        )
+        report.notices.append(Problem("non_finite", detail, ids))
+    return records
+
+
+def _apply_license_policy(records: list[Record], report: BuildReport, allow_non_cc: bool) -> list[Record]:
+    """Keep out rows whose clip licence is not Creative Commons (or missing), by licence, with their ids."""
+    refused: dict[str, list[str]] = defaultdict(list)
+    kept = []
+    for record in records:
+        if allow_non_cc or is_creative_commons(record.license):
+            kept.append(record)
+        else:
+            refused[record.license or ""].append(record.id)
+    for license, ids in sorted(refused.items()):
+        what = f"licence {license!r} is not Creative Commons" if license else "no licence given"
+        detail = f"{what}; pass --allow-non-cc to keep such rows (the card then lists clips by licence)"
+        report.problems.append(Problem("license", detail, ids))
+    return kept
+
+
 def _copy_clips(
     refs: dict[str, ClipRef],
+    file_names: dict[str, str],
     split_dir: Path,
-    shards: int,
     manifest: _Manifest,
     report: BuildReport,
     workers: int,
     progress: bool,
 ) -> dict[str, Path]:
-    """Copy each clip once (threads: the work is I/O and hashing, both release the GIL)."""
-    placed: dict[str, Path] = {}
-    todo: list[tuple[str, Path]] = []
-    for name, ref in refs.items():
-        file_name = clip_file_name(name, shards)
-        destination = split_dir / file_name
-        placed[name] = destination
+    """Copy each clip once (threads: the work is I/O and hashing, both release the GIL).
+
+    A clip the manifest lists is reused only when its source still hashes to the recorded sha256 and
+    the written copy is intact (unchanged since written, or hashing to the same sha256); a source
+    fixed in place with the same size is therefore copied again.
+    """
+    placed = {name: split_dir / file_names[name] for name in refs}
+
+    def place(name: str) -> tuple[str, str, bool]:
+        ref, destination = refs[name], placed[name]
         entry = manifest.clips.get(name)
-        if (
-            entry
-            and entry.get("file_name") == file_name
-            and entry.get("source_size") == ref.size
-            and destination.exists()
-            and destination.stat().st_size == ref.size
-        ):
-            report.clips_reused += 1
-            continue
-        todo.append((name, destination))
+        if entry and entry.get("file_name") == file_names[name] and _is_plain_file(destination):
+            digest = ref.sha256()
+            if digest == entry.get("sha256") and _copy_intact(destination, entry, digest):
+                return name, digest, True
+        return name, ref.copy_to(destination), False
 
-    def copy(item: tuple[str, Path]) -> tuple[str, str]:
-        name, destination = item
-        return name, refs[name].copy_to(destination)
-
-    bar = tqdm(total=len(todo), desc="copy clips", unit="clip", disable=not progress or not todo)
+    bar = tqdm(total=len(refs), desc="copy clips", unit="clip", disable=not progress or not refs)
     try:
         with ThreadPoolExecutor(workers) as pool:
-            for done, (name, digest) in enumerate(pool.map(copy, todo), start=1):
-                manifest.clips[name] = {
-                    "file_name": clip_file_name(name, shards),
-                    "sha256": digest,
-                    "source_size": refs[name].size,
-                    "source": refs[name].location,
-                }
-                report.clips_written += 1
+            for done, (name, digest, reused) in enumerate(pool.map(place, sorted(refs)), start=1):
+                stat = placed[name].stat()
+                entry = manifest.clips.get(name, {}) if reused else {}
+                entry.update(
+                    file_name=file_names[name],
+                    sha256=digest,
+                    source_size=refs[name].size,
+                    source=refs[name].location,
+                    written=[stat.st_size, stat.st_mtime_ns],
+                )
+                manifest.clips[name] = entry
+                if reused:
+                    report.clips_reused += 1
+                else:
+                    report.clips_written += 1
                 bar.update()
                 if done % MANIFEST_FLUSH_EVERY == 0:
                     manifest.flush()
@@ -287,6 +555,26 @@ def _copy_clips(
                 f"{directory}: {count} clips exceeds the {MAX_CLIPS_PER_FOLDER} per-folder cap"
             )
     return placed
+
+
+def _is_plain_file(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink()
+
+
+def _copy_intact(destination: Path, entry: dict[str, Any], digest: str) -> bool:
+    """Whether the written copy still holds the bytes the manifest recorded for it."""
+    stat = destination.stat()
+    if entry.get("written") == [stat.st_size, stat.st_mtime_ns]:
+        return True  # untouched since this tool wrote it
+    return _file_sha256(destination) == digest
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _drop_overlaps(
@@ -324,10 +612,15 @@ def _check_clips(
     """
     names = [n for n in sorted(rows_by_clip) if n in placed]
     by_path = {str(placed[n]): n for n in names}
-    unprobed = [p for p, n in by_path.items() if manifest.clips[n].get("duration_s") is None]
+    unprobed = [
+        p
+        for p, n in by_path.items()
+        if manifest.clips[n].get("duration_s") is None or manifest.clips[n].get("checked") != PROBE_CHECKS
+    ]
     broken: dict[str, str] = {}
-    with ProcessPoolExecutor(workers) as pool:
-        results = pool.map(_probe_duration, unprobed, chunksize=16)
+    pool = ProcessPoolExecutor(workers, initializer=_die_with_parent, initargs=(os.getpid(),))
+    with pool:
+        results = pool.map(_probe_clip, unprobed, chunksize=16)
         for path, duration, error in tqdm(
             results,
             total=len(unprobed),
@@ -338,7 +631,7 @@ def _check_clips(
             if error is not None:
                 broken[by_path[path]] = error
             else:
-                manifest.clips[by_path[path]]["duration_s"] = duration
+                manifest.clips[by_path[path]].update(duration_s=duration, checked=PROBE_CHECKS)
         if verify:
             healthy = [p for p, n in by_path.items() if n not in broken]
             results = pool.map(_verify_decode, healthy, chunksize=4)
@@ -369,11 +662,19 @@ def _write_metadata(split_dir: Path, rows: list[dict[str, Any]], kind: Kind) -> 
         pq.write_table(table, tmp)
 
 
-def _remove_stale_clips(split_dir: Path, keep: set[str]) -> None:
-    """Delete clips a previous build wrote that no row uses any more (and leftover partial files)."""
-    for path in (split_dir / "videos").rglob("*"):
-        if path.is_file() and path.relative_to(split_dir).as_posix() not in keep:
-            path.unlink()
+def _remove_stale_clips(split_dir: Path, keep: set[str], owned: set[str]) -> None:
+    """Delete clips this tool wrote that no row uses any more, and its leftover partial files.
+
+    Only names in `owned` (files an earlier or this build wrote, per the manifest) are touched: a file
+    the tool did not write is never deleted, wherever it lies.
+    """
+    for name in owned:
+        parts = Path(name).parts
+        if not parts or parts[0] != "videos" or ".." in parts or Path(name).is_absolute():
+            continue  # not a clip path this tool writes: leave it alone
+        if name not in keep:
+            (split_dir / name).unlink(missing_ok=True)
+        (split_dir / f"{name}.partial").unlink(missing_ok=True)
 
 
 def check_repo(out: Path, kind: Kind) -> None:
