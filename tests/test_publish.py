@@ -197,14 +197,111 @@ def test_dry_run_lists_exactly_the_files_minus_ignored_ones_and_sends_nothing(
 
     assert publish_command(root, REPO_ID, private=True, dry_run=True) == 0
     out = capsys.readouterr().out
-    test_bytes = sum(len(c) for p, c in expected.items() if p.startswith("test/"))
     assert f"dataset {REPO_ID} (private)" in out
+    # Every file it would send, one line each with its size; no per-folder sums.
+    for path, content in expected.items():
+        size = re.escape(publish.human_size(len(content)))
+        assert re.search(rf"^  {re.escape(path)}\s+{size}$", out, re.MULTILINE), path
     total = publish.human_size(result.plan.total_bytes)
-    assert re.search(r"^  \(root\)\s+3\s", out, re.MULTILINE)  # README.md, ATTRIBUTION.md, croissant.json
-    assert re.search(rf"^  test\s+4\s+{re.escape(publish.human_size(test_bytes))}$", out, re.MULTILINE)
-    assert re.search(rf"^  total\s+7\s+{re.escape(total)}$", out, re.MULTILINE)
-    assert f"not uploaded: {len(LOCAL_ONLY)} local-only files" in out
+    assert re.search(rf"^  total: 7 files, {re.escape(total)}$", out, re.MULTILINE)
+    assert f"not uploaded: {len(LOCAL_ONLY)} local-only build files" in out
+    assert "skipped" not in out  # nothing stray in a clean build
+    assert not any(re.search(rf"^  {re.escape(path)}\s", out, re.MULTILINE) for path in LOCAL_ONLY)
     assert "dry run: nothing sent" in out
+    assert no_network == []
+
+
+def test_only_the_files_the_dataset_needs_are_planned_and_strays_are_listed_as_skipped(
+    built: tuple[Path, dict[str, bytes]],
+    no_network: list[object],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An allow-list: the card files, each split's parquet and the clips it names. A core dump, a .env,
+    notes and a clip no row uses stay local and are named, with their sizes, as skipped."""
+    root, expected = built
+    strays = {
+        ".env": b"HF_TOKEN=hf_do_not_send\n",
+        "core": b"\0" * 5000,
+        "notes/todo.txt": b"check licences\n",
+        "test/videos/000/unused.mp4": fake_mp4(7, 100),
+        "test/scratch.json": b"{}",
+    }
+    for rel, content in strays.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(content)
+
+    plan = publish_folder(root, REPO_ID, dry_run=True).plan
+    assert [f.path for f in plan.files] == sorted(expected)
+    assert {f.path: f.size for f in plan.stray} == {rel: len(c) for rel, c in strays.items()}
+    assert sorted(plan.ignored) == sorted([*strays, *LOCAL_ONLY])
+
+    publish_command(root, REPO_ID, dry_run=True)
+    out = capsys.readouterr().out
+    assert f"skipped, not part of the dataset: {len(strays)} files" in out
+    for rel, content in strays.items():
+        assert f"    {rel}  ({publish.human_size(len(content))})" in out
+    assert no_network == []
+
+
+def test_the_ignore_patterns_leave_exactly_the_plan_for_upload_folder(
+    built: tuple[Path, dict[str, bytes]],
+) -> None:
+    """The Xet path hands the folder to upload_folder, which walks it itself: the patterns must leave
+    exactly the planned files, names with fnmatch characters included."""
+    root, expected = built
+    for rel in ["odd[1]/x.bin", "test/videos/000/a*b?.mp4", "test/videos/000/[x].mp4", ".env"]:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"stray")
+    plan = publish.plan_upload(root)
+    patterns = publish.ignore_patterns_for(plan)
+    assert "odd[[]1]/*" in patterns  # a folder with nothing to send is ignored as a whole
+    publish._check_walk_agrees(plan, patterns)  # raises if upload_folder would send anything else
+    assert [f.path for f in plan.files] == sorted(expected)
+
+
+@pytest.mark.parametrize(
+    "link",
+    ["test/videos/000/clip_001.mp4", "test/videos/002", "secret.txt"],
+    ids=["a-needed-clip", "a-folder", "a-stray-file"],
+)
+def test_a_symbolic_link_in_the_folder_is_refused_and_never_followed(
+    built: tuple[Path, dict[str, bytes]], tmp_path: Path, no_network: list[object], link: str
+) -> None:
+    root, _ = built
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "id_rsa").write_bytes(b"PRIVATE KEY")
+    target = root / link
+    if target.exists():
+        target.unlink()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(outside if link == "test/videos/002" else outside / "id_rsa")
+
+    with pytest.raises(PublishError, match=rf"{re.escape(link)} is a symbolic link .*never follows links"):
+        publish_folder(root, REPO_ID, dry_run=True)
+    assert no_network == []
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("missing_clip", r"test/videos/000/clip_001\.mp4 \(named in test/metadata\.parquet\) is missing"),
+        ("escaping_path", r"names '\.\./outside\.mp4', not a path inside test/"),
+        ("no_file_name", r"test/metadata\.parquet has no readable file_name column"),
+    ],
+)
+def test_a_parquet_naming_clips_the_folder_cannot_supply_is_refused(
+    built: tuple[Path, dict[str, bytes]], no_network: list[object], damage: str, message: str
+) -> None:
+    root, _ = built
+    if damage == "missing_clip":
+        (root / "test/videos/000/clip_001.mp4").unlink()
+    elif damage == "escaping_path":
+        pq.write_table(pa.table({"file_name": ["../outside.mp4"]}), root / "test/metadata.parquet")
+    else:
+        pq.write_table(pa.table({"id": ["q0"]}), root / "test/metadata.parquet")
+    with pytest.raises(PublishError, match=message):
+        publish_folder(root, REPO_ID, dry_run=True)
     assert no_network == []
 
 
@@ -294,6 +391,9 @@ def test_a_folder_over_the_limit_is_refused_before_any_request(
     crowded.mkdir(parents=True)
     for i in range(3):
         (crowded / f"c{i}.mp4").write_bytes(fake_mp4(i, 10))
+    names = pq.read_table(root / "test/metadata.parquet").column("file_name").to_pylist()
+    names += [f"videos/003/c{i}.mp4" for i in range(3)]  # rows use them: they are part of the upload
+    pq.write_table(pa.table({"file_name": names}), root / "test/metadata.parquet")
     hub = fake_hub_factory(token=TOKEN)
 
     with pytest.raises(PublishError, match=r"3 files directly in test/videos/003/") as caught:
@@ -322,6 +422,32 @@ def test_offline_mode_is_a_clear_error_before_any_request(
         publish_folder(built[0], REPO_ID, token=TOKEN)
     assert publish_folder(built[0], REPO_ID, dry_run=True).dry_run  # the plan still works offline
     assert no_network == []
+
+
+def test_an_unreachable_hub_is_one_clear_line_not_a_traceback(
+    built: tuple[Path, dict[str, bytes]],
+    fake_hub_factory: type[FakeHub],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Connection refused (nothing listens on the port): a PublishError naming the endpoint, and the CLI
+    prints it as one line with status 2."""
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        port = probe_socket.getsockname()[1]  # closed again below: nothing listens there
+    endpoint = f"http://127.0.0.1:{port}"
+    with pytest.raises(
+        PublishError, match=rf"could not reach the Hub at {re.escape(endpoint)} \(ConnectError"
+    ):
+        publish_folder(built[0], REPO_ID, token=TOKEN, endpoint=endpoint)
+
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    assert cli.main(["publish", str(built[0]), "--repo-id", REPO_ID]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("videokr publish: error: could not reach the Hub")
+    assert err.count("\n") == 1 and "Traceback" not in err and TOKEN not in err
 
 
 # ---------------------------------------------------------------------------------------------- upload
@@ -453,6 +579,8 @@ def test_the_command_uploads_through_the_streamed_multi_commit_pipeline_with_the
         pytest.skip("hf_xet is not installed: upload_folder takes the single-commit path")
     root = tmp_path / "VideoKR-Eval"
     expected = write_built_repo(root, extra_clips=300)
+    (root / ".env").write_bytes(b"SECRET=1\n")  # strays: upload_folder walks the folder itself
+    (root / "test/videos/002/unused.mp4").write_bytes(fake_mp4(5, 64))
     hub = fake_hub_factory(token=TOKEN, lfs_for_binary=False)
     monkeypatch.setenv("HF_TOKEN", TOKEN)  # the usual way: no token argument
 

@@ -1,9 +1,12 @@
 """Publishing a built dataset folder (`videokr build`) to a Hub dataset repository.
 
-What goes up is exactly what `load_dataset` needs: the card, Croissant and attribution files, each
-split's `metadata.parquet` and its clips. The `.videokr/` build manifests stay local (they hold
-machine paths and resume state, useless to a Hub user), as do `*.partial` files an interrupted build
-may leave and any `__pycache__`.
+What goes up is exactly what `load_dataset` needs, an allow-list: the card (`README.md`),
+`ATTRIBUTION.md`, `croissant.json`, each split's `metadata.parquet` and the clips that parquet names.
+Nothing else in the folder is sent: the `.videokr/` build manifests stay local (they hold machine
+paths and resume state, useless to a Hub user), as do `*.partial` files an interrupted build may leave,
+and any stray file (a core dump, a `.env`, an unreferenced clip) is listed as skipped. Symbolic links
+are never followed: a folder holding one is refused, since a link could send a file from anywhere on
+the machine. A clip the parquet names but the folder lacks is an error before anything is sent.
 
 How the upload runs (huggingface_hub 1.33):
 
@@ -30,11 +33,14 @@ in `PublishResult`. A dry run reads no token and sends nothing.
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+import httpx
+import pyarrow.parquet as pq
 import yaml
 from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError
@@ -49,8 +55,12 @@ from videokr import __version__
 from videokr.errors import VideoKRError
 
 # fnmatch-style, as huggingface_hub applies them to the path relative to the folder; `*` also matches
-# `/`, so `.videokr/*` covers the whole manifest tree.
+# `/`, so `.videokr/*` covers the whole manifest tree. What a build leaves beside the dataset: not
+# uploaded, and not reported as stray either.
 IGNORE_PATTERNS: tuple[str, ...] = (".videokr/*", "*.partial", "__pycache__/*", "*/__pycache__/*")
+#: The files at the root of a built folder that belong to the dataset (README.md is required).
+ROOT_FILES = ("README.md", "ATTRIBUTION.md", "croissant.json")
+METADATA = "metadata.parquet"
 
 # Hub repository limits (https://huggingface.co/docs/hub/repositories-recommendations): checked
 # before anything is sent, because a repo past them is slow or impossible to use and clean up.
@@ -84,11 +94,16 @@ class PlannedFile:
 
 @dataclass
 class UploadPlan:
-    """The files a publish sends (sorted, as `upload_folder` walks them) and those it leaves out."""
+    """The files a publish sends (sorted, as `upload_folder` walks them) and those it leaves out.
+
+    `ignored` names every file not sent; `stray` are those of them a build does not leave (not the
+    `.videokr/` manifest, `*.partial` or `__pycache__`), with their sizes, reported as skipped.
+    """
 
     folder: Path
     files: list[PlannedFile]
     ignored: list[str] = field(default_factory=list)
+    stray: list[PlannedFile] = field(default_factory=list)
 
     @property
     def total_bytes(self) -> int:
@@ -105,15 +120,31 @@ class UploadPlan:
         return [(name, counts[name], sizes[name]) for name in names]
 
     def table(self) -> str:
+        """Files and bytes per top-level folder, then what is skipped (for a real upload's header)."""
         rows = [(name, f"{count:,}", human_size(size)) for name, count, size in self.by_top_level()]
         rows.append(("total", f"{len(self.files):,}", human_size(self.total_bytes)))
         width = max(len("folder"), *(len(r[0]) for r in rows))
         lines = [f"  {'folder':<{width}}  {'files':>9}  {'size':>10}"]
         lines += [f"  {name:<{width}}  {count:>9}  {size:>10}" for name, count, size in rows]
-        if self.ignored:
-            shown = ", ".join(self.ignored[:5]) + (", ..." if len(self.ignored) > 5 else "")
-            lines.append(f"  not uploaded: {len(self.ignored):,} local-only files ({shown})")
-        return "\n".join(lines)
+        return "\n".join(lines + self._left_out())
+
+    def listing(self) -> str:
+        """Every file that would be sent, with its size, then the total and what is skipped (dry run)."""
+        width = max((len(f.path) for f in self.files), default=0)
+        lines = [f"  {f.path:<{width}}  {human_size(f.size):>10}" for f in self.files]
+        lines.append(f"  total: {len(self.files):,} files, {human_size(self.total_bytes)}")
+        return "\n".join(lines + self._left_out())
+
+    def _left_out(self) -> list[str]:
+        lines = []
+        if self.stray:
+            lines.append(f"  skipped, not part of the dataset: {len(self.stray):,} files")
+            lines += [f"    {f.path}  ({human_size(f.size)})" for f in self.stray]
+        local = [path for path in self.ignored if path not in {f.path for f in self.stray}]
+        if local:
+            shown = ", ".join(local[:5]) + (", ..." if len(local) > 5 else "")
+            lines.append(f"  not uploaded: {len(local):,} local-only build files ({shown})")
+        return lines
 
 
 @dataclass(frozen=True)
@@ -177,16 +208,110 @@ def _front_matter(text: str) -> str | None:
 
 
 def plan_upload(folder: Path) -> UploadPlan:
-    """List what `upload_folder` will send, with the same walk and pattern matching it uses.
+    """The allow-list of files to send: root card files, each split's parquet and the clips it names.
 
-    Using huggingface_hub's own `filter_repo_objects` and default ignores (`.git`, `.cache/huggingface`)
-    keeps the dry run and the real upload in agreement file for file.
+    The folder is walked without following symbolic links, and any link in it is refused; every other
+    file is left out (build state silently, anything else listed as stray). A clip the parquet names
+    that is not a regular file in the folder is an error.
     """
     folder = Path(folder).expanduser().resolve()
-    every = {p.relative_to(folder).as_posix(): p for p in sorted(folder.glob("**/*")) if p.is_file()}
-    kept = set(filter_repo_objects(every, ignore_patterns=[*IGNORE_PATTERNS, *DEFAULT_IGNORE_PATTERNS]))
-    files = [PlannedFile(rel, path.stat().st_size) for rel, path in every.items() if rel in kept]
-    return UploadPlan(folder, files, [rel for rel in every if rel not in kept])
+    every = _walk_regular_files(folder)
+    needed = [name for name in ROOT_FILES if name in every]
+    problems: list[str] = []
+    for split in sorted(p for p in folder.iterdir() if p.is_dir() and (p / METADATA).is_file()):
+        needed.append(f"{split.name}/{METADATA}")
+        for clip in _referenced_clips(split, problems):
+            rel = f"{split.name}/{clip}"
+            if rel in every:
+                needed.append(rel)
+            else:
+                problems.append(f"{rel} (named in {split.name}/{METADATA}) is missing")
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise PublishError(f"{folder}: {shown}. Rebuild the folder: {BUILD_HINT}")
+    keep = set(needed)
+    files = [PlannedFile(rel, every[rel]) for rel in sorted(keep)]
+    ignored = sorted(rel for rel in every if rel not in keep)
+    # filter_repo_objects keeps what matches no pattern: here, what is not build state
+    not_build_state = set(filter_repo_objects(ignored, ignore_patterns=list(IGNORE_PATTERNS)))
+    stray = [PlannedFile(rel, every[rel]) for rel in ignored if rel in not_build_state]
+    return UploadPlan(folder, files, ignored, stray)
+
+
+def _walk_regular_files(folder: Path) -> dict[str, int]:
+    """relative path → size of every regular file under `folder`; refuses any symbolic link in it."""
+    found: dict[str, int] = {}
+    for directory, subdirs, names in os.walk(folder, followlinks=False):
+        for name in sorted([*subdirs, *names]):
+            path = Path(directory, name)
+            rel = path.relative_to(folder).as_posix()
+            if path.is_symlink():
+                raise PublishError(
+                    f"{folder}: {rel} is a symbolic link (to {os.readlink(path)}); publish never follows "
+                    "links, which could send files from outside the folder. Replace it with the file itself "
+                    "or remove it"
+                )
+        for name in names:
+            path = Path(directory, name)
+            if path.is_file():  # not a FIFO, socket or device: upload_folder would not send those either
+                found[path.relative_to(folder).as_posix()] = path.stat().st_size
+    return found
+
+
+def _referenced_clips(split: Path, problems: list[str]) -> list[str]:
+    """The clip paths (relative to the split folder) a split's metadata.parquet names, checked."""
+    try:
+        table = pq.read_table(split / METADATA, columns=["file_name"])
+    except Exception as exc:  # pyarrow raises several types for a missing column or a damaged file
+        problems.append(f"{split.name}/{METADATA} has no readable file_name column ({exc})")
+        return []
+    clips = []
+    for value in sorted(set(table.column("file_name").to_pylist()), key=str):
+        pure = PurePosixPath(str(value or ""))
+        if not value or pure.is_absolute() or ".." in pure.parts or "\\" in str(value):
+            problems.append(f"{split.name}/{METADATA} names {value!r}, not a path inside {split.name}/")
+            continue
+        clips.append(pure.as_posix())
+    return clips
+
+
+def ignore_patterns_for(plan: UploadPlan) -> list[str]:
+    """`upload_folder` ignore patterns that leave exactly `plan.files`: the build-state patterns, then
+    each skipped file (or its top-most folder holding nothing to send), escaped for fnmatch."""
+    needed_dirs = {
+        str(PurePosixPath(f.path).parents[i]) for f in plan.files for i in range(f.path.count("/"))
+    }
+    patterns = list(IGNORE_PATTERNS)
+    seen: set[str] = set()
+    for rel in plan.ignored:
+        parts = rel.split("/")
+        pattern = _fnmatch_escape(rel)
+        for depth in range(1, len(parts)):
+            directory = "/".join(parts[:depth])
+            if directory not in needed_dirs:
+                pattern = _fnmatch_escape(directory) + "/*"
+                break
+        if pattern not in seen:
+            seen.add(pattern)
+            patterns.append(pattern)
+    return patterns
+
+
+def _fnmatch_escape(path: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in path)
+
+
+def _check_walk_agrees(plan: UploadPlan, patterns: list[str]) -> None:
+    """What `upload_folder` will send, found its own way (glob, then the patterns), must be the plan."""
+    walked = [p.relative_to(plan.folder).as_posix() for p in plan.folder.glob("**/*") if p.is_file()]
+    sent = set(filter_repo_objects(walked, ignore_patterns=[*patterns, *DEFAULT_IGNORE_PATTERNS]))
+    if sent != {f.path for f in plan.files}:
+        extra = sorted(sent - {f.path for f in plan.files})[:3]
+        lost = sorted({f.path for f in plan.files} - sent)[:3]
+        raise PublishError(
+            f"{plan.folder} changed while publishing (would also send {extra}, would not send {lost}); "
+            "re-run once nothing else writes to it"
+        )
 
 
 def check_hub_limits(
@@ -297,11 +422,13 @@ def upload_plan(
         if revision is not None and revision != constants.DEFAULT_REVISION:
             api.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True)
         if _xet_enabled():
+            patterns = ignore_patterns_for(plan)
+            _check_walk_agrees(plan, patterns)
             commit = api.upload_folder(
                 repo_id=repo_id,
                 repo_type="dataset",
                 folder_path=plan.folder,
-                ignore_patterns=list(IGNORE_PATTERNS),  # a copy: upload_folder appends to the list
+                ignore_patterns=patterns,  # our own list: upload_folder appends to it
                 commit_message=message,
                 revision=revision,
             )
@@ -310,6 +437,12 @@ def upload_plan(
     except HfHubHTTPError as exc:
         # The Hub's message and request id, never the request headers: the token stays out of it.
         raise PublishError(f"the Hub refused the upload to {repo_id}: {exc}") from exc
+    except httpx.HTTPError as exc:
+        # No connection, a timeout, a dropped stream: the URL and the reason, never the headers.
+        raise PublishError(
+            f"could not reach the Hub at {api.endpoint} ({type(exc).__name__}: {exc or 'no detail'}); "
+            "check the network (and HF_ENDPOINT) and re-run: files already sent are not sent again"
+        ) from exc
     except ValueError as exc:
         if not isinstance(exc.__cause__, HfHubHTTPError):
             raise
@@ -362,13 +495,14 @@ def _chunks(items: list[PlannedFile], size: int) -> Iterable[list[PlannedFile]]:
 def publish_command(folder: Path, repo_id: str, private: bool = False, dry_run: bool = False) -> int:
     """`videokr publish`: print the plan, upload unless `dry_run`, print where it went. Returns 0.
 
-    The plan is printed before the upload starts, since a large dataset takes hours to send. Errors
+    A dry run lists every file with its size; an upload prints counts and sizes per folder before it
+    starts, since a large dataset takes hours to send. Both list the skipped stray files. Errors
     are `VideoKRError`s, which the CLI prints as one line and turns into exit status 2.
     """
     plan = prepare(folder, repo_id)
     visibility = "private" if private else "namespace default visibility"
     print(f"videokr publish: {plan.folder} -> dataset {repo_id} ({visibility})")
-    print(plan.table())
+    print(plan.listing() if dry_run else plan.table())
     result = upload_plan(plan, repo_id, private=private, dry_run=dry_run)
     if dry_run:
         print(f"dry run: nothing sent. Would upload to {result.repo_url}")
