@@ -132,3 +132,19 @@ def test_help_does_not_import_the_heavy_stack() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_an_unexpected_error_is_one_line_unless_debug(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import videokr.cli as cli_module
+
+    def broken(args: argparse.Namespace) -> int:
+        raise RuntimeError("the sampler fell over")
+
+    monkeypatch.setattr(cli_module, "_sample", broken)
+    assert main(["sample", str(tmp_path / "s")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "RuntimeError: the sampler fell over" in err and "--debug" in err
+    with pytest.raises(RuntimeError, match="fell over"):
+        main(["--debug", "sample", str(tmp_path / "s")])

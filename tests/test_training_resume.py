@@ -150,3 +150,20 @@ def test_resume_reads_the_option_as_a_user_means_it(tmp_path: Path) -> None:
     for fresh in (None, "false", False):
         with pytest.raises(ResumeError, match="--resume_from_checkpoint true"):
             checkpoint_to_resume(_args(out, fresh))
+
+
+def test_a_resume_that_cannot_happen_is_one_line_before_anything_loads(tmp_path: Path) -> None:
+    """`--resume_from_checkpoint` naming a folder that is not there: exit 2 with one line, no traceback,
+    and no model or dataset touched (neither exists here)."""
+    args = ["--model_name_or_path", str(tmp_path / "no-model"), "--dataset_name", str(tmp_path / "no-data")]
+    args += ["--output_dir", str(tmp_path / "out"), "--resume_from_checkpoint", str(tmp_path / "gone")]
+    args += ["--use_cpu", "true", "--bf16", "false", "--report_to", "none"]
+    done = subprocess.run(
+        [sys.executable, "-m", "videokr.training.sft", *args],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "no such checkpoint folder" in done.stderr and "Traceback" not in done.stderr

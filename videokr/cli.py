@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="VideoKR on the Hugging Face stack: sample corpus, Hub datasets, pipeline, evaluation.",
     )
     parser.add_argument("--version", action="version", version=f"videokr {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback of an error instead of one line"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(
@@ -195,10 +198,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (VideoKRError, OSError) as exc:
+    except KeyboardInterrupt:
+        print(f"videokr {args.command}: interrupted (re-running resumes where it stopped)", file=sys.stderr)
+        return 130
+    except (VideoKRError, OSError, ValueError) as exc:
+        if args.debug:
+            raise
         # Bad input is the user's to fix: one line naming it, no traceback.
         print(f"videokr {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(
+            f"videokr {args.command}: unexpected error: {type(exc).__name__}: {exc} "
+            "(videokr --debug … shows the traceback; please report it)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

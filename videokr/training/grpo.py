@@ -16,12 +16,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from trl import ModelConfig, TrlParser, get_peft_config
+from trl import ModelConfig, get_peft_config
 
 from videokr.training.args import VideoGRPOConfig, VideoScriptArguments
 from videokr.training.data import load_video_dataset, to_grpo_rows
 from videokr.training.freeze import freeze_vision
 from videokr.training.grpo_trainer import VideoGRPOTrainer
+from videokr.training.launch import run_script
 from videokr.training.model import load_model_and_processor
 from videokr.training.resume import checkpoint_to_resume, load_checkpoint_weights, trainer_restores_weights
 from videokr.training.rewards import PAPER_REWARD_FUNCS, REWARD_WEIGHTS, reward_functions
@@ -88,10 +89,8 @@ def main(script_args: VideoScriptArguments, training_args: VideoGRPOConfig, mode
 
 
 def cli(args: list[str] | None = None) -> None:
-    """Parse ``--config <recipe>`` and command-line overrides, then run `main`."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = TrlParser((VideoScriptArguments, VideoGRPOConfig, ModelConfig))
-    main(*parser.parse_args_and_config(args))
+    """Parse ``--config <recipe>`` and command-line overrides, then run `main` (errors: one line)."""
+    run_script(main, (VideoScriptArguments, VideoGRPOConfig, ModelConfig), args)
 
 
 if __name__ == "__main__":

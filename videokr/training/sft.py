@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import logging
 
-from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser, get_peft_config
+from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config
 
 from videokr.training.args import VideoScriptArguments
 from videokr.training.collator import VideoSFTCollator
 from videokr.training.data import load_video_dataset, to_sft_rows
 from videokr.training.freeze import freeze_vision
+from videokr.training.launch import run_script
 from videokr.training.model import load_model_and_processor
 from videokr.training.resume import checkpoint_to_resume, load_checkpoint_weights, trainer_restores_weights
 
@@ -85,10 +86,8 @@ def main(script_args: VideoScriptArguments, training_args: SFTConfig, model_args
 
 
 def cli(args: list[str] | None = None) -> None:
-    """Parse ``--config <recipe>`` and command-line overrides, then run `main`."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = TrlParser((VideoScriptArguments, SFTConfig, ModelConfig))
-    main(*parser.parse_args_and_config(args))
+    """Parse ``--config <recipe>`` and command-line overrides, then run `main` (errors: one line)."""
+    run_script(main, (VideoScriptArguments, SFTConfig, ModelConfig), args)
 
 
 if __name__ == "__main__":
