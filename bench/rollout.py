@@ -65,8 +65,8 @@ from bench.common import (
     open_bench,
     set_checkpointing,
 )
+from videokr.generation import RolloutOptions, SamplingSettings, VideoRolloutEngine
 from videokr.training import to_grpo_rows
-from videokr.training.rollout import RolloutOptions, SamplingSettings, VideoRolloutEngine
 from videokr.vision import EncodedPrompts
 
 # ---------------------------------------------------------------------------------------------- inputs

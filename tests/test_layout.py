@@ -1,4 +1,5 @@
-"""The package's import graph is the data flow: data → vision → training / evaluation → pipeline → apps.
+"""The package's import graph is the data flow: data → vision → generation → training / evaluation →
+pipeline → apps (generation, the batched decoding engine, serves both training and evaluation).
 
 One refinement: the clip decoder (`videokr.vision.decode`, with the frame settings it defaults to) sits
 below the data layer, because building a dataset probes and test-decodes every clip; it imports nothing
@@ -26,9 +27,10 @@ LAYERS: dict[str, set[str]] = {
     "vision": {"foundation", "decode", "data", "vision"},
     "models": {"foundation", "data", "models"},
     "sample": {"foundation", "decode", "data", "sample"},
-    "training": {"foundation", "decode", "data", "vision", "training"},
-    "evaluation": {"foundation", "decode", "data", "vision", "evaluation"},
-    "pipeline": {"foundation", "decode", "data", "vision", "evaluation", "pipeline"},
+    "generation": {"foundation", "decode", "data", "vision", "generation"},
+    "training": {"foundation", "decode", "data", "vision", "generation", "training"},
+    "evaluation": {"foundation", "decode", "data", "vision", "generation", "evaluation"},
+    "pipeline": {"foundation", "decode", "data", "vision", "generation", "evaluation", "pipeline"},
     "app": set(),  # filled below: everything
 }
 

@@ -17,9 +17,9 @@ import torch
 from training_fixtures import SAMPLING, rl_folder, tiny_dirs
 from trl import GRPOConfig
 
+from videokr.generation.engine import RolloutOptions, SamplingSettings, VideoRolloutEngine, _truncate
 from videokr.training import load_video_dataset, to_grpo_rows
 from videokr.training.grpo_trainer import VideoGRPOTrainer
-from videokr.training.rollout import RolloutOptions, SamplingSettings, VideoRolloutEngine, _truncate
 from videokr.vision import EncodedPrompts, VideoBatch, VisualLoader, encode_prompts
 
 __all__ = ["rl_folder", "tiny_dirs"]  # module fixtures, imported so pytest finds them here

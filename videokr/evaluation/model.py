@@ -3,7 +3,14 @@
 lighteval 0.13 has no video path (its VLM model passes images only), so this class is the way in: it
 reads the clip path and probe mode from ``Doc.specific``, decodes the frames the probe asks for (see
 `videokr.evaluation.inputs`), renders the chat template with a video (or image) part where the official
-``<video>`` stands, and generates in batches with left padding.
+``<video>`` stands, and generates in batches of one probe kind with left padding.
+
+Generation goes through `videokr.generation.VideoRolloutEngine` (``engine="videokr"``, the default): the
+batch's prompts are prefilled together and decoded over a static KV cache, compiled on CUDA, with the
+decoding settings ``generate`` would use (the config's generation parameters over the model's own
+``generation_config``), so greedy answers are token for token those of ``model.generate``. A setting the
+engine does not implement is refused when the model loads. ``engine="generate"`` calls
+``model.generate`` itself.
 
 Everything that changes what the model sees is a field of `VideoModelConfig` (fps, frame cap, pixel
 budget, probe override, frame seed, generation settings): lighteval's prediction cache keys on the
@@ -22,7 +29,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from lighteval.models.abstract_model import LightevalModel, ModelConfig
 from lighteval.models.model_input import GenerationParameters
@@ -42,12 +49,15 @@ from videokr.vision import (
     Visual,
     VisualLoader,
     chat_messages,
+    encode_visual_prompts,
     process,
     render,
 )
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, ProcessorMixin
+
+    from videokr.generation import SamplingSettings, VideoRolloutEngine
 
 __all__ = ["PAPER_GENERATION", "Generation", "VideoLightevalModel", "VideoModelConfig"]
 
@@ -77,6 +87,7 @@ class VideoModelConfig(ModelConfig):
     frame_seed: int = 0  # seeds the single-frame probe's frame choice
     seed: int = 0  # seeds sampling (temperature > 0)
     generation_parameters: GenerationParameters = GenerationParameters(**PAPER_GENERATION)
+    engine: Literal["videokr", "generate"] = "videokr"  # the batched engine, or transformers' generate
 
     @classmethod
     def from_model_name(cls, name: str, **overrides: Any) -> VideoModelConfig:
@@ -133,6 +144,9 @@ class VideoLightevalModel(LightevalModel):
         self.model = self._load_model()
         self.visuals = VisualLoader(self.processor, config.sampling)
         self._cache = SampleCache(_cache_config(config))
+        self._engine: VideoRolloutEngine | None = None
+        if self.model is not None and config.engine == "videokr":
+            self._sampling(MAX_NEW_TOKENS)  # refuse settings the engine cannot honour before any item runs
 
     # ----------------------------------------------------------------------------------- loading
 
@@ -251,22 +265,70 @@ class VideoLightevalModel(LightevalModel):
         return render(self.processor, messages, generation_prompt=True)
 
     def _generate(self, batch: list[GenerationRequest], max_new_tokens: int) -> list[Generation]:
-        import torch
-
+        """One answer per request of the batch (all of one probe kind), through the configured engine."""
         texts = [self.render(r) for r in batch]
         visuals = [r.visual for r in batch]
-        inputs = process(self.processor, texts, visuals, padding_side="left").to(self.model.device)
+        if self.config.engine == "generate":
+            return self._generate_transformers(texts, visuals, max_new_tokens)
+        return self._generate_engine(texts, visuals, max_new_tokens)
+
+    def _generation_options(self, max_new_tokens: int) -> dict[str, Any]:
+        """The options passed to ``generate`` (either engine decodes with what ``generate`` makes of them)."""
         params = self.config.generation_parameters
         sample = params.temperature > 0
-        options = {
+        return {
             "max_new_tokens": max_new_tokens,
             "do_sample": sample,
             **({"temperature": params.temperature} if sample else {}),
             **{k: getattr(params, k) for k in ("top_p", "top_k", "repetition_penalty") if getattr(params, k)},
         }
+
+    def _sampling(self, max_new_tokens: int) -> SamplingSettings:
+        """The engine's settings: the generation config ``generate`` would decode with (the options over
+        the model's ``generation_config`` over the library's defaults), refused where the engine lacks one."""
+        from videokr.generation import SamplingSettings
+
+        options = self._generation_options(max_new_tokens)
+        config, _ = self.model._prepare_generation_config(None, **options)
+        return SamplingSettings.from_generation_config(
+            config, instead="evaluate with engine=generate (transformers' generate)"
+        )
+
+    def _generate_engine(
+        self, texts: list[str], visuals: list[Visual], max_new_tokens: int
+    ) -> list[Generation]:
+        """Through `VideoRolloutEngine`: each request its own distinct prompt, the batch decoded together."""
+        import torch
+
+        from videokr.generation import RolloutOptions, VideoRolloutEngine
+
+        settings = self._sampling(max_new_tokens)
+        if self._engine is None or self._engine.settings != settings:
+            # Kept across batches so its static cache (and a captured CUDA graph) is reused.
+            options = RolloutOptions(prefill_batch=self.config.batch_size)  # one prefill, as generate's
+            self._engine = VideoRolloutEngine(settings, options)
+        prompts = encode_visual_prompts(self.processor, texts, visuals)
+        torch.manual_seed(self.config.seed)
+        rollout = self._engine.generate(self.model, prompts)
+        answers = self.processor.batch_decode(rollout.completion_ids, skip_special_tokens=True)
+        pad = self.tokenizer.pad_token_id
+        return [
+            Generation(text, prompt_ids, [t for t in completion if t != pad], texts[row])
+            for row, (text, prompt_ids, completion) in enumerate(
+                zip(answers, prompts.prompt_ids, rollout.completion_ids, strict=True)
+            )
+        ]
+
+    def _generate_transformers(
+        self, texts: list[str], visuals: list[Visual], max_new_tokens: int
+    ) -> list[Generation]:
+        """Through ``model.generate`` on the left-padded batch."""
+        import torch
+
+        inputs = process(self.processor, texts, visuals, padding_side="left").to(self.model.device)
         torch.manual_seed(self.config.seed)
         with torch.no_grad():
-            out = self.model.generate(**inputs, **options)
+            out = self.model.generate(**inputs, **self._generation_options(max_new_tokens))
         width = inputs["input_ids"].shape[1]
         new = out[:, width:]
         answers = self.processor.batch_decode(new, skip_special_tokens=True)

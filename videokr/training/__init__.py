@@ -7,12 +7,12 @@ videokr.training.sft --config …``); they are not imported here, so running one
 unimported. The trainer is `videokr.training.grpo_trainer.VideoGRPOTrainer`.
 """
 
+from videokr.generation import RolloutOptions, SamplingSettings, VideoRolloutEngine
 from videokr.training.args import VideoGRPOConfig, VideoScriptArguments
 from videokr.training.collator import DecodeFailure, VideoSFTCollator
 from videokr.training.data import grpo_prompt, load_video_dataset, to_grpo_rows, to_sft_rows
 from videokr.training.freeze import freeze_vision, vision_parts
 from videokr.training.model import load_model_and_processor
-from videokr.training.rollout import RolloutOptions, SamplingSettings, VideoRolloutEngine
 
 __all__ = [
     "DecodeFailure",

@@ -13,8 +13,8 @@ from typing import Literal
 
 from trl import GRPOConfig, ScriptArguments
 
+from videokr.generation import RolloutOptions
 from videokr.training.rewards import PAPER_REWARD_FUNCS, REWARD_FUNCS
-from videokr.training.rollout import RolloutOptions
 from videokr.vision import PAPER_FPS, PAPER_MAX_FRAMES, PAPER_MAX_PIXELS, PAPER_MIN_PIXELS, FrameSampling
 
 __all__ = ["VideoGRPOConfig", "VideoScriptArguments"]

@@ -16,7 +16,7 @@ changes five seams and nothing else:
     per-token lists, which TRL left-pads like the ids), so ``generate`` sees the video with its M-RoPE
     positions.
 ``_generate_single_turn``
-    Runs the rollout with `VideoRolloutEngine` (`videokr.training.rollout`): each distinct prompt is
+    Runs the rollout with `VideoRolloutEngine` (`videokr.generation`): each distinct prompt is
     prefilled once for its whole group, the step's sequences decode together over a static KV cache,
     compiled on CUDA; it returns each token's sampling log-probability, which TRL keeps as
     ``sampling_per_token_logps``. Its settings are the ``rollout_*`` fields of a `VideoGRPOConfig`
@@ -50,8 +50,8 @@ from trl import GRPOTrainer
 from trl.extras.profiling import profiling_context
 from trl.models import unwrap_model_for_generation
 
+from videokr.generation import Rollout, RolloutOptions, SamplingSettings, VideoRolloutEngine
 from videokr.training.args import VideoGRPOConfig
-from videokr.training.rollout import Rollout, RolloutOptions, SamplingSettings, VideoRolloutEngine
 from videokr.vision import EncodedPrompts, FrameSampling, VideoBatch, VisualLoader, encode_prompts
 
 logger = logging.getLogger(__name__)

@@ -5,9 +5,11 @@
     frames.py    `VisualLoader`: a row's clip as a `Visual` of one kind (full video, one frame, none),
                  resized once to the vision tower's patch grid
     chat.py      chat messages and text, and `process`: the one processor call
-    batch.py     `VideoBatch` and `encode_prompts`: per-sample video tensors of a GRPO batch
+    batch.py     `VideoBatch` and `EncodedPrompts`: per-sample visual tensors and prompts, for the
+                 generation engine (`encode_prompts` for GRPO rows, `encode_visual_prompts` for
+                 evaluation requests of one kind)
 
-The SFT collator, GRPO prompt encoding and its rollout engine, the lighteval model and the benches all
+The SFT collator, GRPO prompt encoding, the generation engine, the lighteval model and the benches all
 come through here, so a model is evaluated on a clip exactly as it was trained on it by construction.
 
 The names below load their module on first use: `videokr.vision.decode` needs only PyAV and numpy, and the
@@ -20,7 +22,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from videokr.vision.batch import EncodedPrompts, VideoBatch, encode_prompts
+    from videokr.vision.batch import EncodedPrompts, VideoBatch, encode_prompts, encode_visual_prompts
     from videokr.vision.chat import VIDEO_KEYS, chat_messages, process, render
     from videokr.vision.decode import SampledVideo, probe, sample_frames
     from videokr.vision.frames import VISUAL_KINDS, Visual, VisualKind, VisualLoader, video_source
@@ -36,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "EncodedPrompts": "videokr.vision.batch",
     "VideoBatch": "videokr.vision.batch",
     "encode_prompts": "videokr.vision.batch",
+    "encode_visual_prompts": "videokr.vision.batch",
     "VIDEO_KEYS": "videokr.vision.chat",
     "chat_messages": "videokr.vision.chat",
     "process": "videokr.vision.chat",
@@ -71,6 +74,7 @@ __all__ = [
     "VisualLoader",
     "chat_messages",
     "encode_prompts",
+    "encode_visual_prompts",
     "probe",
     "process",
     "render",

@@ -1,8 +1,10 @@
-"""Video tensors and encoded prompts of a GRPO batch, kept per sample so any slice of samples can be cut out.
+"""Visual tensors and encoded prompts of a batch, kept per sample so any slice of samples can be cut out.
 
-`VideoGRPOTrainer` builds them once per rollout; the rollout engine reads the *distinct* prompts (a GRPO
-group repeats one prompt ``num_generations`` times) and TRL's shuffle/split carry the per-sample tensors
-alongside the completions they belong to.
+`VideoGRPOTrainer` builds them once per rollout (`encode_prompts`: a video per sample); the generation
+engine reads the *distinct* prompts (a GRPO group repeats one prompt ``num_generations`` times) and TRL's
+shuffle/split carry the per-sample tensors alongside the completions they belong to. The evaluation
+builds them for a batch of requests of one kind (`encode_visual_prompts`: a video, one image or nothing
+per sample) through the same processor call ``generate`` would get.
 """
 
 from __future__ import annotations
@@ -16,31 +18,47 @@ import torch
 
 from videokr.errors import VideoDecodeError
 from videokr.vision.chat import process, render
-from videokr.vision.frames import Visual, VisualLoader, video_source
+from videokr.vision.frames import Visual, VisualKind, VisualLoader, video_source
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EncodedPrompts", "VideoBatch", "encode_prompts"]
+__all__ = ["EncodedPrompts", "VideoBatch", "encode_prompts", "encode_visual_prompts"]
+
+#: The forward kwargs of each kind's pixels and grid (a single frame goes to the model as an image).
+_KEYS: dict[VisualKind, tuple[str, str]] = {
+    "video": ("pixel_values_videos", "video_grid_thw"),
+    "single_frame": ("pixel_values", "image_grid_thw"),
+}
 
 
 @dataclass
 class VideoBatch:
-    """The video tensors of a batch, one entry per sample."""
+    """The visual tensors of a batch, one entry per sample, all of one `kind`: a video each (GRPO and the
+    evaluation's video probe), one image each (the single-frame probe) or none (the text-only probe, whose
+    entries are empty and give no forward inputs)."""
 
     pixel_values: list[torch.Tensor]  # one (patches, dim) tensor per sample
-    grid_thw: torch.Tensor  # (B, 3)
-    second_per_grid_ts: torch.Tensor | None  # (B,), Qwen2.5-VL only
+    grid_thw: torch.Tensor  # (B, 3); zeros for text only
+    second_per_grid_ts: torch.Tensor | None  # (B,), Qwen2.5-VL video only
+    kind: VisualKind = "video"
+
+    @classmethod
+    def text_only(cls, n: int) -> VideoBatch:
+        """`n` samples without a visual."""
+        return cls([torch.zeros(0)] * n, torch.zeros((n, 3), dtype=torch.long), None, "text_only")
 
     def __len__(self) -> int:
         return len(self.pixel_values)
 
     def model_inputs(self, start: int = 0, end: int | None = None) -> dict[str, torch.Tensor]:
-        """Forward kwargs for samples ``start:end``."""
+        """Forward kwargs for samples ``start:end``: ``pixel_values_videos``, ``video_grid_thw`` (and
+        ``second_per_grid_ts``) for video, ``pixel_values`` and ``image_grid_thw`` for a single frame,
+        nothing for text only."""
+        if self.kind == "text_only":
+            return {}
         end = len(self) if end is None else end
-        inputs = {
-            "pixel_values_videos": torch.cat(self.pixel_values[start:end], dim=0),
-            "video_grid_thw": self.grid_thw[start:end],
-        }
+        pixels, grid = _KEYS[self.kind]
+        inputs = {pixels: torch.cat(self.pixel_values[start:end], dim=0), grid: self.grid_thw[start:end]}
         if self.second_per_grid_ts is not None:
             inputs["second_per_grid_ts"] = self.second_per_grid_ts[start:end]
         return inputs
@@ -53,6 +71,7 @@ class VideoBatch:
             [self.pixel_values[i] for i in indices],
             self.grid_thw[index.to(self.grid_thw.device)],
             None if seconds is None else seconds[index.to(seconds.device)],
+            self.kind,
         )
 
     def to(self, device: torch.device | str) -> VideoBatch:
@@ -61,11 +80,15 @@ class VideoBatch:
             [p.to(device) for p in self.pixel_values],
             self.grid_thw.to(device),
             None if seconds is None else seconds.to(device),
+            self.kind,
         )
 
     def to_batch(self) -> dict[str, Any]:
         """Entries for TRL's batch dict: lists and tensors with one entry per sample, which TRL's
-        `shuffle_sequence_dict` and `split_tensor_dict` permute and slice together with the completions."""
+        `shuffle_sequence_dict` and `split_tensor_dict` permute and slice together with the completions.
+        GRPO batches carry video only."""
+        if self.kind != "video":
+            raise ValueError(f"a GRPO batch carries video, not {self.kind}")
         batch: dict[str, Any] = {
             "pixel_values_videos": list(self.pixel_values),
             "video_grid_thw": self.grid_thw,
@@ -86,7 +109,7 @@ class VideoBatch:
 
 @dataclass
 class EncodedPrompts:
-    """Prompt token ids (unpadded) with their per-token modality ids and video tensors, per sample.
+    """Prompt token ids (unpadded) with their per-token modality ids and visual tensors, per sample.
 
     ``distinct[i]`` is the index of the first sample whose clip and prompt text equal sample ``i``'s: the
     samples of a GRPO group all point at one, so their prompt is prefilled (and their clip encoded) once.
@@ -150,6 +173,33 @@ def encode_prompts(processor: Any, loader: VisualLoader, rows: Sequence[dict[str
         video,
         distinct,
     )
+
+
+def encode_visual_prompts(processor: Any, texts: Sequence[str], visuals: Sequence[Visual]) -> EncodedPrompts:
+    """`texts` (chat text, one visual placeholder each or none) with their `visuals`, all of one kind,
+    through the one `process` call (left padding, as ``generate`` gets them), cut back into per-sample
+    prompts: the unpadded ids, their modality ids and each sample's own pixels. Every sample is its own
+    distinct prompt."""
+    features = process(processor, texts, visuals, padding_side="left")
+    mask = features["attention_mask"].bool()
+    ids = [row[keep].tolist() for row, keep in zip(features["input_ids"], mask, strict=True)]
+    if "mm_token_type_ids" in features:
+        types = [row[keep].tolist() for row, keep in zip(features["mm_token_type_ids"], mask, strict=True)]
+    else:
+        types = [[0] * len(row) for row in ids]
+    return EncodedPrompts(ids, types, _visual_batch(features, len(ids)), list(range(len(ids))))
+
+
+def _visual_batch(features: Any, n: int) -> VideoBatch:
+    """The per-sample visual tensors of one processor call with one visual (or none) per text."""
+    for kind, (pixels, grid_key) in _KEYS.items():
+        if pixels in features:
+            grid = features[grid_key]
+            if len(grid) != n:
+                raise ValueError(f"{n} prompts but {len(grid)} {kind} grids: one visual per prompt")
+            per_sample = torch.split(features[pixels], grid.prod(dim=-1).tolist())
+            return VideoBatch(list(per_sample), grid, features.get("second_per_grid_ts"), kind)
+    return VideoBatch.text_only(n)
 
 
 def _load_clip(loader: VisualLoader, row: dict[str, Any]) -> Visual:

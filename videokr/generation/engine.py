@@ -1,32 +1,43 @@
-"""GRPO rollouts for video prompts: each prompt prefilled once, a static KV cache, compiled decoding.
+"""Batched generation for Qwen-VL prompts: each prompt prefilled once, a static KV cache, compiled decoding.
 
-Why not ``model.generate`` (TRL's transformers path): it repeats every prompt ``num_generations`` times
-*before* prefill, so a group of 8 runs the vision tower and a ~2,000-token video prefill 8 times over for
-identical keys and values; and it decodes with a cache that grows every step, so shapes change each step,
-nothing can be captured as a CUDA graph, and a 7B decode step costs tens of milliseconds of Python and
-kernel launches for ~5 ms of weight reads (57 new tokens/s at batch 8 on an H100, against ~1,600 that the
-memory bandwidth allows).
+One engine for GRPO rollouts (`videokr.training.grpo_trainer`) and for evaluation
+(`videokr.evaluation.model`). A prompt shows a video, one image (the evaluation's single-frame probe) or
+nothing (its text-only probe): `videokr.vision.EncodedPrompts` carries the prompt ids, their modality ids
+and the per-sample visual tensors of one kind.
+
+Why not ``model.generate`` (TRL's transformers path, and lighteval's): it repeats every prompt
+``num_generations`` times *before* prefill, so a group of 8 runs the vision tower and a ~2,000-token video
+prefill 8 times over for identical keys and values; and it decodes with a cache that grows every step, so
+shapes change each step, nothing can be captured as a CUDA graph, and a 7B decode step costs tens of
+milliseconds of Python and kernel launches for ~5 ms of weight reads (57 new tokens/s at batch 8 on an
+H100, against ~1,600 that the memory bandwidth allows).
 
 `VideoRolloutEngine.generate` instead:
 
 1. **prefills each distinct prompt once**: the prompts of a step are left-padded together and run through
-   the model (vision tower included) in chunks of ``prefill_batch``, with the 3-D M-RoPE positions that
-   the model's own ``get_rope_index`` gives, exactly as ``generate`` and the loss pass compute them;
+   the model (vision tower included, with the video, image or no pixels the prompts carry) in chunks of
+   ``prefill_batch``, with the 3-D M-RoPE positions that the model's own ``get_rope_index`` gives for
+   those grids, exactly as ``generate`` and the loss pass compute them;
 2. **fans the keys and values out** to every sample of the prompt (``index_select`` on the batch axis) in
    a `StaticCache` whose length is rounded up to ``cache_bucket`` tokens, so consecutive rollouts reuse
    one compiled graph;
 3. **decodes every sample of the step together**, one token per step with fixed shapes, through
    ``model.get_compiled_call`` (``torch.compile``, CUDA graphs under ``mode="reduce-overhead"``) when
    ``compile`` is on; text positions continue from each prompt's M-RoPE offset;
-4. **samples on the device** (suppressed tokens, temperature, top-k, top-p, min-p) and records each
-   sampled token's log-probability *as the loss pass defines it* (log-softmax of logits / temperature,
-   before any truncation), which TRL keeps as ``sampling_per_token_logps``;
+4. **samples on the device** (repetition penalty, suppressed tokens, temperature, top-k, top-p, min-p, in
+   ``generate``'s order; the most likely token when ``do_sample`` is off) and records each chosen token's
+   log-probability *as the loss pass defines it* (log-softmax of logits / temperature, before any penalty
+   or truncation), which TRL keeps as ``sampling_per_token_logps``;
 5. stops when every sample has produced an end-of-sequence token, checked every ``sync_every`` steps so
    the host does not wait on the device each step.
 
 Completions end at their first end-of-sequence token (included), as TRL's own path returns them.
 ``cache="dynamic"`` keeps steps 1, 2, 4, 5 with a growing cache and no compilation: the baseline that
 separates what the shared prefill buys from what the static cache and compilation buy (`bench/rollout.py`).
+
+Settings come from TRL's ``generation_kwargs`` (`SamplingSettings.from_generation_kwargs`, GRPO) or from
+the generation config ``generate`` would use (`SamplingSettings.from_generation_config`, evaluation);
+either refuses an option the engine does not implement rather than ignoring it.
 """
 
 from __future__ import annotations
@@ -38,7 +49,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from transformers import CompileConfig, DynamicCache, StaticCache
+from transformers import CompileConfig, DynamicCache, GenerationConfig, StaticCache
 from trl.trainer.utils import pad
 
 from videokr.vision import EncodedPrompts
@@ -60,10 +71,55 @@ _HANDLED = {
 }
 _NEUTRAL = {"repetition_penalty": 1.0, "num_beams": 1, "num_return_sequences": 1, "use_cache": True}
 
+# Generation-config fields `from_generation_config` reads (besides the `_HANDLED` ones), and fields whose
+# value does not change which tokens come out: the engine keeps its own cache and compilation, always
+# gets ``max_new_tokens``, and beam, encoder-decoder and assisted-generation options have no effect on a
+# decoder-only model sampling one sequence per prompt without an assistant.
+_CONFIG_HANDLED = _HANDLED | {"repetition_penalty"}
+_NO_EFFECT = {
+    "transformers_version",
+    "_from_model_config",
+    "max_length",
+    "use_cache",
+    "cache_implementation",
+    "cache_config",
+    "max_cache_len",
+    "compile_config",
+    "disable_compile",
+    "prefill_chunk_size",
+    "output_scores",
+    "output_logits",
+    "output_attentions",
+    "output_hidden_states",
+    "return_dict_in_generate",
+    "renormalize_logits",  # a log-softmax after the warpers: the same distribution
+    "early_stopping",
+    "length_penalty",
+    "encoder_repetition_penalty",
+    "encoder_no_repeat_ngram_size",
+    "decoder_start_token_id",
+    "num_assistant_tokens",
+    "num_assistant_tokens_schedule",
+    "assistant_confidence_threshold",
+    "assistant_lookbehind",
+    "target_lookbehind",
+}
+# Warpers `generate` applies only when sampling: irrelevant to greedy decoding.
+_SAMPLING_ONLY = {
+    "temperature",
+    "top_k",
+    "top_p",
+    "min_p",
+    "typical_p",
+    "epsilon_cutoff",
+    "eta_cutoff",
+    "top_h",
+}
+
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    """How the next token is chosen; the subset of `generate`'s options GRPO rollouts use."""
+    """How the next token is chosen; the subset of `generate`'s options GRPO rollouts and evaluation use."""
 
     max_new_tokens: int
     eos_token_ids: tuple[int, ...]
@@ -74,6 +130,15 @@ class SamplingSettings:
     top_k: int = 0
     min_p: float | None = None
     suppress_tokens: tuple[int, ...] = ()
+    repetition_penalty: float = 1.0  # as generate's: prompt and generated tokens (evaluation only)
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError("generation needs max_new_tokens of at least 1")
+        if self.do_sample and self.temperature <= 0:
+            raise ValueError(f"sampling needs a temperature above 0, not {self.temperature}")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be above 0, not {self.repetition_penalty}")
 
     @classmethod
     def from_generation_kwargs(cls, kwargs: Mapping[str, Any]) -> SamplingSettings:
@@ -105,6 +170,54 @@ class SamplingSettings:
             top_k=int(kwargs.get("top_k") or 0),
             min_p=kwargs.get("min_p"),
             suppress_tokens=tuple(kwargs.get("suppress_tokens") or ()),
+        )
+
+    @classmethod
+    def from_generation_config(cls, config: GenerationConfig, *, instead: str) -> SamplingSettings:
+        """From the generation config ``generate`` would decode with (the call's options over the model's
+        ``generation_config`` over the library's defaults: ``model._prepare_generation_config``).
+
+        Every field that would change the tokens and that the engine does not implement must be unset or
+        at the library's default, else a `ValueError` names it and suggests `instead` (the way back to
+        ``generate``). The repetition penalty is honoured as ``generate`` applies it (the prompt's tokens
+        and those generated so far; padding excluded).
+        """
+        values = config.to_dict()
+        neutral = GenerationConfig._get_default_generation_params()
+        sampling = bool(values.get("do_sample"))
+        unsupported = sorted(
+            key
+            for key, value in values.items()
+            if key not in _CONFIG_HANDLED
+            and key not in _NO_EFFECT
+            and not (key in _SAMPLING_ONLY and not sampling)
+            and value is not None
+            and value != neutral.get(key)
+        )
+        if unsupported:
+            raise ValueError(
+                f"the videokr generation engine does not implement generation option(s) {unsupported} "
+                f"({', '.join(f'{k}={values[k]!r}' for k in unsupported)}); unset them or {instead}"
+            )
+        if config.max_new_tokens is None:
+            raise ValueError("the videokr generation engine needs max_new_tokens")
+        eos = config.eos_token_id
+        eos_ids = () if eos is None else (eos,) if isinstance(eos, int) else tuple(eos)
+        pad = config.pad_token_id if config.pad_token_id is not None else (eos_ids[0] if eos_ids else None)
+        if pad is None:
+            raise ValueError("generation needs a pad_token_id (neither the config nor an eos id gives one)")
+        return cls(
+            max_new_tokens=int(config.max_new_tokens),
+            eos_token_ids=eos_ids,
+            pad_token_id=int(pad),
+            do_sample=sampling,
+            # Greedy: the warpers do not apply (so neither does the temperature, which may then be 0).
+            temperature=float(config.temperature) if sampling and config.temperature is not None else 1.0,
+            top_p=float(config.top_p) if sampling and config.top_p is not None else 1.0,
+            top_k=int(config.top_k or 0) if sampling else 0,
+            min_p=config.min_p if sampling else None,
+            suppress_tokens=tuple(config.suppress_tokens or ()),
+            repetition_penalty=float(config.repetition_penalty or 1.0),
         )
 
 
@@ -148,8 +261,10 @@ class Rollout:
 
 @dataclass
 class _Prefilled:
-    """Per distinct prompt: its padded ids' attention mask, first-token logits, keys/values, next position."""
+    """Per distinct prompt: its padded ids and their attention mask, first-token logits, keys/values, next
+    position."""
 
+    input_ids: torch.Tensor  # (U, P), left-padded
     attention_mask: torch.Tensor  # (U, P)
     logits: torch.Tensor  # (U, V) float32
     keys: list[torch.Tensor]  # per layer (U, H, P, D)
@@ -158,7 +273,8 @@ class _Prefilled:
 
 
 class VideoRolloutEngine:
-    """Generates GRPO completions for video prompts; see the module docstring for how."""
+    """Generates completions for prompts with a video, one image or no visual (GRPO rollouts, evaluation);
+    see the module docstring for how."""
 
     def __init__(self, settings: SamplingSettings, options: RolloutOptions | None = None) -> None:
         self.settings = settings
@@ -170,7 +286,7 @@ class VideoRolloutEngine:
 
     @torch.no_grad()
     def generate(self, model: torch.nn.Module, prompts: EncodedPrompts) -> Rollout:
-        """Completions for every sample of `prompts` (a group's repeats share one prefill)."""
+        """Completions for every sample of `prompts` (samples sharing a distinct prompt share its prefill)."""
         distinct, sample_to_prompt = prompts.unique()
         device = next(model.parameters()).device
         start = time.perf_counter()
@@ -206,8 +322,9 @@ class VideoRolloutEngine:
         step = self.options.prefill_batch
         for start in range(0, len(prompts), step):
             end = min(start + step, len(prompts))
-            video = {k: v.to(device) for k, v in prompts.video.model_inputs(start, end).items()}
-            rope_kwargs = {k: v for k, v in video.items() if k != "pixel_values_videos"}
+            # The prompts' video, image or nothing (text only); M-RoPE needs their grids, not their pixels.
+            visual = {k: v.to(device) for k, v in prompts.video.model_inputs(start, end).items()}
+            rope_kwargs = {k: v for k, v in visual.items() if k not in _PIXEL_KEYS}
             position_ids, rope_deltas = _rope_index(model)(
                 input_ids[start:end],
                 mm_token_type_ids=mm_types[start:end],
@@ -223,7 +340,7 @@ class VideoRolloutEngine:
                 cache=cache,
                 use_cache=True,
                 logits_to_keep=1,
-                **video,
+                **visual,
             )
             logits.append(output.logits[:, -1].float())
             keys.append([layer.keys for layer in cache.layers])
@@ -231,6 +348,7 @@ class VideoRolloutEngine:
             # The first new token sits right after the prompt's own tokens, shifted by its M-RoPE offset.
             positions.append(mask[start:end].sum(dim=1) + rope_deltas.view(-1).to(device))
         return _Prefilled(
+            input_ids=input_ids,
             attention_mask=mask,
             logits=torch.cat(logits),
             keys=[torch.cat(layer) for layer in zip(*keys, strict=True)],
@@ -275,9 +393,12 @@ class VideoRolloutEngine:
         logps = torch.zeros((rows, s.max_new_tokens), dtype=torch.float32, device=device)
         lengths = torch.full((rows,), s.max_new_tokens, dtype=torch.long, device=device)
         done = torch.zeros(rows, dtype=torch.bool, device=device)
-        token, logp = self._choose(prefilled.logits.index_select(0, index), suppress)
+        occurred = self._prompt_tokens(prefilled, index) if s.repetition_penalty != 1.0 else None
+        token, logp = self._choose(prefilled.logits.index_select(0, index), suppress, occurred)
         for step in range(s.max_new_tokens):
             token = token.masked_fill(done, s.pad_token_id)
+            if occurred is not None:
+                occurred.scatter_(1, token.view(rows, 1), True)
             tokens[:, step], logps[:, step] = token, logp.masked_fill(done, 0.0)
             finished = ~done & torch.isin(token, eos)
             lengths = torch.where(finished, step + 1, lengths)
@@ -295,8 +416,18 @@ class VideoRolloutEngine:
                 use_cache=True,
                 logits_to_keep=1,
             ).logits[:, -1]
-            token, logp = self._choose(logits.float(), suppress)
+            token, logp = self._choose(logits.float(), suppress, occurred)
         return tokens, logps, lengths
+
+    @staticmethod
+    def _prompt_tokens(prefilled: _Prefilled, index: torch.Tensor) -> torch.Tensor:
+        """(rows, vocab) True where the row's prompt holds the token (its padding excluded), for the
+        repetition penalty."""
+        vocab = prefilled.logits.shape[-1]
+        ids = prefilled.input_ids.index_select(0, index)
+        ids = ids.masked_fill(prefilled.attention_mask.index_select(0, index) == 0, vocab)
+        occurred = torch.zeros((len(index), vocab + 1), dtype=torch.bool, device=index.device)
+        return occurred.scatter_(1, ids, True)[:, :vocab]
 
     def _reusable_static_cache(
         self, model: torch.nn.Module, rows: int, capacity: int, like: torch.Tensor
@@ -313,11 +444,21 @@ class VideoRolloutEngine:
             self._static_cache = (key, cache)
         return cache
 
-    def _choose(self, logits: torch.Tensor, suppress: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Next token per row, and its log-probability under logits / temperature (the loss pass's)."""
+    def _choose(
+        self, logits: torch.Tensor, suppress: torch.Tensor, occurred: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Next token per row, and its log-probability under logits / temperature (the loss pass's).
+
+        `occurred` (rows, vocab): tokens the repetition penalty applies to, as ``generate`` applies it (on the
+        logits, before the temperature: a positive logit divided by the penalty, a negative multiplied).
+        """
         s = self.settings
         scaled = logits / s.temperature
         logprobs = torch.log_softmax(scaled, dim=-1)
+        if occurred is not None:
+            penalty = s.repetition_penalty
+            penalized = torch.where(logits < 0, logits * penalty, logits / penalty)
+            scaled = torch.where(occurred, penalized, logits) / s.temperature
         if suppress.numel():
             scaled = scaled.index_fill(-1, suppress, -math.inf)
         if not s.do_sample:
@@ -325,6 +466,10 @@ class VideoRolloutEngine:
         else:
             token = torch.multinomial(torch.softmax(_truncate(scaled, s), dim=-1), 1).squeeze(-1)
         return token, logprobs.gather(-1, token.unsqueeze(-1)).squeeze(-1)
+
+
+#: Forward inputs that carry pixels (the vision tower's), as opposed to the grids M-RoPE also reads.
+_PIXEL_KEYS = ("pixel_values", "pixel_values_videos")
 
 
 def _rope_index(model: torch.nn.Module) -> Any:
