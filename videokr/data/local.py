@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import datasets
 
-__all__ = ["cache_dir_for", "load_local", "refresh_shared_cache"]
+__all__ = ["cache_dir_for", "load_local", "paths_view", "refresh_shared_cache"]
 
 
 def cache_dir_for(folder: str | os.PathLike[str]) -> str:
@@ -45,6 +45,43 @@ def load_local(
     import datasets
 
     return datasets.load_dataset(os.fspath(folder), split=split, cache_dir=cache_dir_for(folder))
+
+
+def paths_view(location: str | os.PathLike[str], split: str) -> str:
+    """A folder holding `location`'s `split` with each row's clip as its file path, for code that loads
+    the rows itself with a plain ``load_dataset`` (lighteval), returned as the path to give it.
+
+    Two reasons. A ``Video`` column is decoded when a row is read, so building the rows opens every clip:
+    one unreadable clip stops the whole run there, before the model could report that one item (paths
+    leave the decoding to `videokr.vision`, which reports it). And the view is keyed by the source
+    folder's state (`cache_dir_for`), so a rebuilt or moved folder gets its own rows and clip paths, not
+    the shared cache entry of another folder of the same name. A Hub id is loaded once through the
+    datasets cache; its clips are the cached files.
+    """
+    import datasets
+
+    folder = os.path.expanduser(location)
+    if os.path.isdir(folder):
+        dataset = load_local(folder, split)
+        root = Path(cache_dir_for(folder))
+    else:
+        dataset = datasets.load_dataset(os.fspath(location), split=split)
+        key = hashlib.sha256(f"{location}:{dataset._fingerprint}".encode()).hexdigest()[:16]
+        root = Path(datasets.config.HF_DATASETS_CACHE, "videokr-hub", key)
+    view = root / "paths-view"
+    target = view / "data" / f"{split}-00000-of-00001.parquet"
+    if not target.is_file():
+        dataset = dataset.cast_column("video", datasets.Video(decode=False))
+        dataset = dataset.map(
+            lambda video: {"video_path": (video or {}).get("path")},
+            input_columns="video",
+            remove_columns="video",
+        ).rename_column("video_path", "video")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial")
+        dataset.to_parquet(str(partial))
+        partial.replace(target)
+    return str(view)
 
 
 def refresh_shared_cache(location: str | os.PathLike[str]) -> None:

@@ -19,7 +19,11 @@ from typing import Any
 
 from videokr.vision import Visual, VisualKind, VisualLoader
 
-__all__ = ["GenerationRequest", "Probe", "load_probe_visual", "probe_frame_index"]
+__all__ = ["UNREADABLE", "GenerationRequest", "Probe", "load_probe_visual", "probe_frame_index"]
+
+#: The answer recorded for an item whose clip could not be read (then the reason): scored as wrong and
+#: counted apart by the metric, so a broken clip never aborts a run and never passes unnoticed.
+UNREADABLE = "<videokr: clip unreadable>"
 
 #: A probe mode is the visual kind a task shows.
 Probe = VisualKind

@@ -35,11 +35,13 @@ from lighteval.models.abstract_model import LightevalModel, ModelConfig
 from lighteval.models.model_input import GenerationParameters
 from lighteval.models.model_output import ModelResponse
 from lighteval.tasks.requests import Doc, SamplingMethod
-from lighteval.utils.cache_management import SampleCache, cached
+from lighteval.utils.cache_management import SampleCache
 from pydantic import Field
 
-from videokr.evaluation.inputs import GenerationRequest, Probe, load_probe_visual
+from videokr.errors import VideoDecodeError
+from videokr.evaluation.inputs import UNREADABLE, GenerationRequest, Probe, load_probe_visual
 from videokr.evaluation.tasks import MAX_NEW_TOKENS
+from videokr.evaluation.weights import weights_identity
 from videokr.vision import (
     PAPER_FPS,
     PAPER_MAX_FRAMES,
@@ -88,6 +90,10 @@ class VideoModelConfig(ModelConfig):
     seed: int = 0  # seeds sampling (temperature > 0)
     generation_parameters: GenerationParameters = GenerationParameters(**PAPER_GENERATION)
     engine: Literal["videokr", "generate"] = "videokr"  # the batched engine, or transformers' generate
+    # The weights' identity (`videokr.evaluation.weights`), filled in when the model loads: the prediction
+    # cache is keyed on it, so a checkpoint retrained in place is evaluated again, never answered from
+    # the old weights' cache.
+    weights: str | None = None
 
     @classmethod
     def from_model_name(cls, name: str, **overrides: Any) -> VideoModelConfig:
@@ -143,7 +149,8 @@ class VideoLightevalModel(LightevalModel):
         self.processor = self._load_processor()
         self.model = self._load_model()
         self.visuals = VisualLoader(self.processor, config.sampling)
-        self._cache = SampleCache(_cache_config(config))
+        self._cache = SampleCache(_cache_config(config, weights_identity(config.model_name, config.revision)))
+        self.unreadable: list[tuple[str, str]] = []  # (item id, why its clip could not be read)
         self._engine: VideoRolloutEngine | None = None
         if self.model is not None and config.engine == "videokr":
             self._sampling(MAX_NEW_TOKENS)  # refuse settings the engine cannot honour before any item runs
@@ -192,19 +199,71 @@ class VideoLightevalModel(LightevalModel):
         text_config = getattr(getattr(self.model, "config", None), "text_config", None)
         return int(getattr(text_config, "max_position_embeddings", 32768))
 
-    @cached(SamplingMethod.GENERATIVE)
     def greedy_until(self, docs: list[Doc]) -> list[ModelResponse]:
-        """One response per doc, with one text per trial (``specific["trials"]``), always a list."""
+        """One response per doc, with one text per trial (``specific["trials"]``), always a list.
+
+        Answers come from lighteval's prediction cache where it has them; the rest are generated a batch
+        of docs at a time and written to the cache as each batch finishes, so an interrupted run loses at
+        most one batch and a re-run generates only what is missing. An item whose clip cannot be read is
+        answered with the `UNREADABLE` marker (scored wrong, counted and listed by the metric), logged
+        with its id, and not cached, so a fixed clip is evaluated on the next run.
+        """
+        cache, method = self._cache, SamplingMethod.GENERATIVE
+        if cache is None:
+            return self._respond(docs)[0]
+        task_ids = {cache.get_task_id(doc.task_name, method) for doc in docs}
+        todo, _ = cache.get_samples_to_process_and_cache(docs, method)
+        if len(todo) < len(docs):
+            logger.info("prediction cache: %d of %d items already answered", len(docs) - len(todo), len(docs))
+        unreadable: dict[int, ModelResponse] = {}
+        step = self.config.batch_size
+        for start in range(0, len(todo), step):
+            chunk = todo[start : start + step]
+            responses, failed = self._respond(chunk)
+            kept = [k for k in range(len(chunk)) if k not in failed]
+            if kept:
+                cache.cache_samples(
+                    [chunk[k] for k in kept], [responses[k] for k in kept], list(task_ids), method
+                )
+            unreadable.update({id(chunk[k]): responses[k] for k in failed})
+        answered = [doc for doc in docs if id(doc) not in unreadable]
+        stored = iter(cache.get_samples_from_cache(answered, task_ids, method) if answered else [])
+        return [unreadable[id(doc)] if id(doc) in unreadable else next(stored) for doc in docs]
+
+    def _respond(self, docs: list[Doc]) -> tuple[list[ModelResponse], set[int]]:
+        """Responses for `docs`, and the positions of those whose clip could not be read."""
         requests = self.requests(docs)
         generations: dict[tuple[int, int], Generation] = {}
+        failed: dict[int, str] = {}
         for batch in self._batches(requests):
-            prepared = [self._with_visual(docs[r.doc_index], r) for r in batch]
-            budget = self._max_new_tokens(docs[batch[0].doc_index])
+            prepared = []
+            for request in batch:
+                if request.doc_index in failed:
+                    continue
+                try:
+                    prepared.append(self._with_visual(docs[request.doc_index], request))
+                except VideoDecodeError as error:
+                    failed[request.doc_index] = f"{error.path}: {error.reason}"
+                    self.unreadable.append((request.item_id, failed[request.doc_index]))
+                    logger.warning(
+                        "item %s: clip unreadable, scored as wrong: %s",
+                        request.item_id,
+                        failed[request.doc_index],
+                    )
+            prepared = [request for request in prepared if request.doc_index not in failed]
+            if not prepared:
+                continue
+            budget = self._max_new_tokens(docs[prepared[0].doc_index])
             for request, generation in zip(prepared, self._generate(prepared, budget), strict=True):
                 generations[request.doc_index, request.trial] = generation
         responses = []
         for i, doc in enumerate(docs):
-            outs = [generations[i, t] for t in range(_trials(doc))]
+            trials = _trials(doc)
+            if i in failed:
+                marker = f"{UNREADABLE} {failed[i]}"
+                responses.append(ModelResponse(input="", text=[marker] * trials, output_tokens=[[]] * trials))
+                continue
+            outs = [generations[i, t] for t in range(trials)]
             responses.append(
                 ModelResponse(
                     input=outs[0].input_text,
@@ -213,7 +272,7 @@ class VideoLightevalModel(LightevalModel):
                     output_tokens=[g.output_tokens for g in outs],
                 )
             )
-        return responses
+        return responses, set(failed)
 
     def loglikelihood(self, docs: list[Doc]) -> list[ModelResponse]:
         raise NotImplementedError("VideoKR-Eval is generative; log-likelihood tasks are not supported")
@@ -341,15 +400,16 @@ class VideoLightevalModel(LightevalModel):
         return result
 
 
-def _cache_config(config: VideoModelConfig) -> VideoModelConfig:
-    """The config lighteval's cache is keyed on, with a model name safe to use as a folder name.
+def _cache_config(config: VideoModelConfig, weights: str | None = None) -> VideoModelConfig:
+    """The config lighteval's cache is keyed on: the weights' identity, and a model name safe to use as a
+    folder name.
 
     lighteval joins ``cache_dir / model_name``: an absolute local model path would replace the cache
     folder and put the cache inside the model's own folder. The path is kept, flattened, so the cache
-    still tells models apart; every other field (frames, probe, generation) still enters the hash.
+    still tells models apart; every other field (frames, probe, generation, weights) enters the hash.
     """
     safe = config.model_name.strip("/").replace("/", "__") or "model"
-    return config.model_copy(update={"model_name": safe})
+    return config.model_copy(update={"model_name": safe, "weights": weights or config.weights})
 
 
 def _trials(doc: Doc) -> int:

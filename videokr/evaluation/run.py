@@ -15,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from videokr.data.local import refresh_shared_cache
+from videokr.data.local import paths_view
 from videokr.evaluation.compat import ensure_registry_importable, import_pipeline
 from videokr.evaluation.judge import JudgeProtocol, JudgeSettings, configure_judge
 
@@ -69,10 +69,10 @@ def run_eval(
     from videokr.evaluation.tasks import build_tasks, dataset_location
 
     configure_judge(judge)
-    # lighteval loads the dataset itself, through the shared cache (see `videokr.data.local`).
-    refresh_shared_cache(dataset or dataset_location())
+    # lighteval loads the rows itself: give it the split with clip paths, not decoded videos, so one
+    # unreadable clip is one reported item, not an aborted run (see `videokr.data.local.paths_view`).
     module = ModuleType("videokr_eval_tasks")
-    module.TASKS_TABLE = build_tasks(dataset)
+    module.TASKS_TABLE = build_tasks(paths_view(dataset or dataset_location(), "test"))
     if not isinstance(model, LightevalModel):
         model = VideoLightevalModel(model)
     output = Path(output_dir)
@@ -118,6 +118,10 @@ def format_summary(run: EvalRun) -> str:
             )
         if "answerable_rate" in m:
             lines.append(f"  single-frame answerable (right in every trial): {_fmt(m['answerable_rate'])}")
+        if m.get("unreadable"):
+            lines.append(
+                f"  items whose clip could not be read (counted wrong; see the log): {int(m['unreadable'])}"
+            )
         if m.get("judge_failures"):
             lines.append(f"  judge failures (counted wrong): {int(m['judge_failures'])}")
         by_source = {k.split("=", 1)[1]: v for k, v in m.items() if _is_group(k, "dataset")}

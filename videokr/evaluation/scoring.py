@@ -41,6 +41,7 @@ from lighteval.tasks.requests import Doc, SamplingMethod
 
 from videokr.data.records import MULTIPLE_CHOICE
 from videokr.evaluation.answers import score_prediction
+from videokr.evaluation.inputs import UNREADABLE
 from videokr.evaluation.judge import Judge, JudgeItem, active_judge
 from videokr.evaluation.official import official_mc_correct
 
@@ -97,6 +98,9 @@ def _score_one(item: Mapping[str, Any], outputs: list[str]) -> dict[str, Any]:
         "extracted": [s.extracted for s in scores],
         "method": [s.method for s in scores],
         "judge_failures": 0,
+        # The clip could not be read (see `VideoLightevalModel.greedy_until`): wrong in every score, and
+        # counted in the summary's ``unreadable``.
+        "unreadable": any(str(text).startswith(UNREADABLE) for text in outputs),
     }
 
 
@@ -109,6 +113,8 @@ def _apply_judge(
         item = doc.specific or {}
         if item["problem_type"] == MULTIPLE_CHOICE and not judge.settings.judges_mc:
             continue
+        if records[i]["unreadable"]:
+            continue  # nothing was answered: no judge call, it stays wrong
         for trial, text in enumerate(outputs):
             targets.append((i, trial))
             items.append(
@@ -193,6 +199,7 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> dict[str, float]:
     _add(out, "open_rouge", [_mean(r["rouge"]) for r in open_ended])
     out["judged"] = float(any(r["judged"] for r in records))
     out["judge_failures"] = float(sum(r["judge_failures"] for r in records))
+    out["unreadable"] = float(sum(bool(r.get("unreadable")) for r in records))
     trials = max((r["trials"] for r in records), default=1)
     if trials > 1:
         _add(out, "answerable_rate", [float(all(c == 1.0 for c in r["correct"])) for r in scored])
