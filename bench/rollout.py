@@ -39,6 +39,11 @@ Both are printed beside the rollout time of ``generate`` and of the engine.
     python -m bench.rollout --arch qwen3_vl --scale 4,8 --layers 18
     python -m bench.rollout --device cpu --tiny                                       # smoke run
 
+``--json PATH`` also writes the figures as JSON, rewritten after each row (a run cut short keeps the rows it
+measured): ``config`` (prompt, floor, bandwidth), ``rows`` (one per table row: label, sequences, seconds,
+new tokens/s, ratio to generate, prefill s, decode tokens/s, floor, share of the floor, peak GB; the engine's
+untimed first call, compiling or not) and ``grpo_step`` (scoring and update seconds).
+
 Random weights of the released architectures, the video prompt and the trainer set-up: `bench.common`.
 Run from the repository root.
 """
@@ -46,6 +51,7 @@ Run from the repository root.
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +71,7 @@ from bench.common import (
     open_bench,
     set_checkpointing,
 )
+from videokr.atomic import write_text_atomic
 from videokr.generation import RolloutOptions, SamplingSettings, VideoRolloutEngine
 from videokr.training import to_grpo_rows
 from videokr.vision import EncodedPrompts
@@ -241,6 +248,44 @@ def line(result: Result, baseline: Result | None, floor: float) -> str:
     )
 
 
+def figures(result: Result, baseline: Result | None, floor: float) -> dict[str, Any]:
+    """One table row as numbers (what `line` prints), for ``--json``."""
+    decode = result.decode_tokens_per_s
+    return {
+        "label": result.label,
+        "sequences": result.sequences,
+        "seconds": result.seconds,
+        "new_tokens": result.new_tokens,
+        "tokens_per_s": result.tokens_per_s,
+        "x_generate": result.tokens_per_s / baseline.tokens_per_s if baseline else None,
+        "prefill_s": result.prefill_s,
+        "decode_tokens_per_s": decode,
+        "floor_tokens_per_s": floor,
+        "floor_share": decode / floor if decode else None,
+        "peak_gb": result.peak_gb,
+    }
+
+
+class Report(dict):
+    """The figures ``--json`` asks for, rewritten to its path whenever a row adds some."""
+
+    def __init__(self, path: str | None) -> None:
+        super().__init__(rows=[])
+        self.path = path
+
+    def save(self) -> None:
+        if self.path:
+            write_text_atomic(self.path, json.dumps(self, indent=2) + "\n")
+
+    def add(self, key: str, value: Any) -> None:
+        self[key] = value
+        self.save()
+
+    def row(self, value: dict[str, Any]) -> None:
+        self["rows"].append(value)
+        self.save()
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -257,6 +302,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--bandwidth-gbs", type=float, default=None, help="read bandwidth (default: measured)"
     )
+    parser.add_argument("--json", metavar="PATH", default=None, help="also write the figures as JSON here")
     return parser.parse_args()
 
 
@@ -290,11 +336,32 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
     def floor_at(rows: int) -> float:
         return floor.tokens_per_s(rows, prompt_tokens, args.new_tokens)
 
+    report = Report(args.json)
+    report.add(
+        "config",
+        {
+            "arch": args.arch,
+            "tiny": args.tiny,
+            "device": bench.device_name,
+            "layers": config.text_config.num_hidden_layers,
+            "frames": args.frames,
+            "prompt_tokens": prompt_tokens,
+            "prompts": args.prompts,
+            "group": args.group,
+            "sequences": sequences,
+            "new_tokens": args.new_tokens,
+            "weight_bytes": floor.weight_bytes,
+            "kv_bytes_per_token": floor.kv_bytes_per_token,
+            "bandwidth_gbs": bandwidth / 1e9,
+            "bandwidth_source": source,
+        },
+    )
     print(HEADER)
     baseline = None
     if not args.skip_generate:
         baseline = run_generate(model, prompt, sequences, settings, clock)
         print(line(baseline, None, floor_at(sequences)), flush=True)
+        report.row(figures(baseline, None, floor_at(sequences)))
     prompts = grouped_prompts(prompt, args.prompts, args.group, device)
     variants = [
         ("videokr dynamic", RolloutOptions(cache="dynamic", compile=False)),
@@ -308,6 +375,7 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
         print(line(result, baseline, floor_at(sequences)), flush=True)
         if options.compile:
             print(f"{'':<20}(first call, compiling: {warm:.1f} s)")
+        report.row({**figures(result, baseline, floor_at(sequences)), "first_call_s": warm})
         if best is None or result.tokens_per_s > best.tokens_per_s:
             best = result
     assert best is not None
@@ -317,9 +385,11 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
         scaled = grouped_prompts(prompt, count, args.group, device)
         result, _ = run_engine(f"{best.label} x{count}", model, scaled, settings, best_options, clock)
         print(line(result, None, floor_at(len(scaled))), flush=True)
+        report.row(figures(result, None, floor_at(len(scaled))))
 
     if args.update:
         scoring_s, update_s = grpo_step(bench, args)
+        report.add("grpo_step", {"sequences": sequences, "scoring_s": scoring_s, "update_s": update_s})
         print(
             f"\nGRPO step on {sequences} such sequences (VideoGRPOTrainer): scoring {scoring_s:.2f} s "
             f"(clip decode and processor, reference forward, rewards), update {update_s:.2f} s"

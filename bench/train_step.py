@@ -49,6 +49,11 @@ not fit.
     python -m bench.train_step --arch qwen3_vl --frames 128 --layers 18
     python -m bench.train_step --device cpu --tiny                      # smoke run of every phase
 
+``--json PATH`` also writes the figures as JSON (rewritten after each phase, so a run cut short keeps what
+it measured): ``config`` (model, video, reference matmul), ``sft`` (``text`` and ``video`` rows: seconds,
+tokens/s, TFLOP/s, MFU against the datasheet and the matmul, peak GB) and ``grpo`` (rollout, scoring and
+the ``update`` row).
+
 Run from the repository root with the project installed (TRL, datasets and a video decoder included).
 """
 
@@ -56,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -80,6 +86,7 @@ from bench.common import (
     sft_step,
     sft_trainer,
 )
+from videokr.atomic import write_text_atomic
 from videokr.training import to_grpo_rows, to_sft_rows
 
 # --------------------------------------------------------------------------------------------- report
@@ -105,6 +112,35 @@ _TIMES = f"{'step':<22}{'tokens':>8}{'step s':>10}{'tokens/s':>11}"
 HEADER = _TIMES + f"{'TFLOP/s':>9}{'MFU':>8}{'vs mm':>10}{'peak GB':>9}"
 
 
+def figures(
+    tokens: int, result: dict[str, float], flops: float, peak: float, matmul: float
+) -> dict[str, float | None]:
+    """One table row as numbers (what `row` prints), for ``--json``."""
+    achieved = flops / result["seconds"] / 1e12
+    return {
+        "tokens": tokens,
+        "seconds": result["seconds"],
+        "tokens_per_s": tokens / result["seconds"],
+        "tflops": achieved,
+        "mfu": achieved / peak,
+        "mfu_vs_matmul": achieved / matmul,
+        "peak_gb": result.get("peak_gb"),
+    }
+
+
+class Report(dict):
+    """The figures ``--json`` asks for, rewritten to its path whenever a phase adds some."""
+
+    def __init__(self, path: str | None) -> None:
+        super().__init__()
+        self.path = path
+
+    def add(self, key: str, value: dict[str, Any]) -> None:
+        self[key] = value
+        if self.path:
+            write_text_atomic(self.path, json.dumps(self, indent=2) + "\n")
+
+
 def peak_note(result: dict[str, float]) -> str:
     return f", peak {result['peak_gb']:.1f} GB" if "peak_gb" in result else ""
 
@@ -119,6 +155,7 @@ class Setup:
     steps: int
     warmup: int
     matmul: float  # measured reference TFLOP/s
+    report: Report
 
     @property
     def vision_forward(self) -> int:
@@ -131,6 +168,9 @@ class Setup:
 
     def row(self, label: str, tokens: int, result: dict[str, float], flops: float) -> str:
         return row(label, tokens, result, flops, self.args.peak_tflops, self.matmul)
+
+    def figures(self, tokens: int, result: dict[str, float], flops: float) -> dict[str, float | None]:
+        return figures(tokens, result, flops, self.args.peak_tflops, self.matmul)
 
 
 def free_memory() -> None:
@@ -183,6 +223,16 @@ def run_sft(s: Setup) -> None:
         f"video / text-only step time: {video_result['seconds'] / text_result['seconds']:.2f}x; "
         f"causal attention would add {100 * share:.0f}% to the counted FLOPs (not in MFU)\n"
     )
+    s.report.add(
+        "sft",
+        {
+            "labelled": labelled,
+            "text": s.figures(tokens, text_result, lm_flops),
+            "video": s.figures(tokens, video_result, lm_flops + s.vision_forward),
+            "video_over_text": video_result["seconds"] / text_result["seconds"],
+            "attention_share": share,
+        },
+    )
 
 
 def run_grpo(s: Setup) -> None:
@@ -233,6 +283,23 @@ def run_grpo(s: Setup) -> None:
         f"one GRPO iteration on this group: rollout {rollout_s:.2f} s + scoring {scoring_s:.2f} s + update "
         f"{updated['seconds']:.2f} s; rollout is {100 * rollout_s / total:.0f}% of it"
     )
+    s.report.add(
+        "grpo",
+        {
+            "group": group,
+            "new_tokens": new_tokens,
+            "prompt_tokens": prompt_tokens,
+            "rollout_s": rollout_s,
+            "prefill_s": prefill_s,
+            "decode_s": decode_s,
+            "rollout_tokens_per_s": group * new_tokens / rollout_s,
+            "decode_tokens_per_s": group * new_tokens / decode_s if decode_s > 0 else None,
+            "scoring_s": scoring_s,
+            "scoring_peak_gb": scored.get("peak_gb"),
+            "update": s.figures(tokens, updated, flops),
+            "iteration_s": total,
+        },
+    )
 
 
 def parse_args() -> argparse.Namespace:
@@ -252,6 +319,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--matmul-size", type=int, default=None, help="reference matmul N (8192; --tiny 1024)"
     )
+    parser.add_argument("--json", metavar="PATH", default=None, help="also write the figures as JSON here")
     return parser.parse_args()
 
 
@@ -275,7 +343,32 @@ def main() -> None:
         )
         matmul = matmul_tflops(bench.device, args.matmul_size or (1024 if args.tiny else 8192), bench.clock)
         print(f"reference bf16 matmul: {matmul:.1f} TFLOP/s (peak flag {args.peak_tflops:g})\n")
-        setup = Setup(args, bench, counts, steps, warmup, matmul)
+        report = Report(args.json)
+        report.add(
+            "config",
+            {
+                "arch": args.arch,
+                "tiny": args.tiny,
+                "device": bench.device_name,
+                "layers": text.num_hidden_layers,
+                "hidden": text.hidden_size,
+                "frames": args.frames,
+                "height": args.height,
+                "width": args.width,
+                "patches": bench.prompt.patches,
+                "prompt_tokens": bench.prompt.tokens,
+                "lm_params": counts.language,
+                "tower_params": counts.tower,
+                "projector_params": counts.projector,
+                "activation_checkpointing": not args.no_grad_ckpt,
+                "optimizer": args.optimizer,
+                "steps": steps,
+                "warmup": warmup,
+                "matmul_tflops": matmul,
+                "peak_tflops": args.peak_tflops,
+            },
+        )
+        setup = Setup(args, bench, counts, steps, warmup, matmul, report)
         run_sft(setup)
         free_memory()
         run_grpo(setup)
