@@ -91,3 +91,16 @@ def test_mixed_kinds_in_one_call_are_refused(clip: Path) -> None:
     visuals = [loader.load(str(clip)), loader.load(str(clip), "single_frame", frame_index=0)]
     with pytest.raises(ValueError, match="one kind"):
         process(processor, ["a", "b"], visuals)
+
+
+def test_a_groups_shared_clip_is_moved_to_the_device_once() -> None:
+    """A GRPO group's samples share one pixel tensor; moving the batch keeps it shared, not 8 copies."""
+    from videokr.vision import VideoBatch
+
+    shared, other = torch.zeros(4, 8), torch.ones(4, 8)
+    batch = VideoBatch([shared, shared, other], torch.tensor([[1, 2, 2]] * 3), None)
+    moved = batch.to("meta")  # a real move even on a CPU-only machine
+    assert moved.pixel_values[0].device.type == "meta"
+    assert (
+        moved.pixel_values[0] is moved.pixel_values[1] and moved.pixel_values[2] is not moved.pixel_values[0]
+    )

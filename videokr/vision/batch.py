@@ -75,9 +75,15 @@ class VideoBatch:
         )
 
     def to(self, device: torch.device | str) -> VideoBatch:
+        """The batch on `device`; a tensor the samples share (a GRPO group's one clip) is moved once and
+        stays shared, instead of one copy per sample (8 per group, ~1 GB at 128 frames)."""
         seconds = self.second_per_grid_ts
+        moved: dict[int, torch.Tensor] = {}
+        for pixels in self.pixel_values:
+            if id(pixels) not in moved:
+                moved[id(pixels)] = pixels.to(device)
         return VideoBatch(
-            [p.to(device) for p in self.pixel_values],
+            [moved[id(p)] for p in self.pixel_values],
             self.grid_thw.to(device),
             None if seconds is None else seconds.to(device),
             self.kind,
