@@ -41,8 +41,11 @@ BREAKDOWNS = {
     "subject": "Subject",
     "dataset": "Source benchmark",
     "origin": "Origin",
+    "needs": "What answering needs",
     "license": "Clip license",
 }
+#: Breakdowns shown only when some row carries the label.
+OPTIONAL_BREAKDOWNS = ("needs",)
 DURATION_BUCKETS = (
     (60, "< 1 min"),
     (300, "1–5 min"),
@@ -123,6 +126,8 @@ def compute_statistics(rows: list[dict[str, Any]], durations: dict[str, float | 
     stats: dict[str, Any] = {"rows": len(rows), "clips": len(clips)}
     for column in BREAKDOWNS:
         if rows and column in rows[0]:
+            if column in OPTIONAL_BREAKDOWNS and all(row.get(column) is None for row in rows):
+                continue  # a label only some corpora carry: no table of "(unknown)" for the others
             counts = Counter(row.get(column) or UNKNOWN for row in rows)
             stats[column] = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
     clip_licenses: dict[str, str | None] = {}

@@ -31,6 +31,9 @@ LETTERS = "ABCDEFGHIJ"
 SKILLS = ("VidR", "KnowVid", "KnowVidR")
 DISCIPLINES = ("Natural Sciences", "Engineering", "Healthcare", "Humanities & Social Sciences")
 ORIGINS = ("retained", "re-annotated")
+#: What an item needs to be answered, where a corpus knows it (the learning corpus does; the release does
+#: not): the question text alone, any one frame, or several frames (order, motion, counting, change).
+NEEDS = ("text", "single_frame", "multi_frame")
 
 Kind = Literal["sft", "rl", "eval"]
 KINDS: tuple[Kind, ...] = ("sft", "rl", "eval")
@@ -85,6 +88,14 @@ _DISCIPLINE_SPELLINGS = {d.lower(): d for d in DISCIPLINES} | {
     "natural science": "Natural Sciences",
 }
 _ORIGIN_SPELLINGS = {"retained": "retained", "re-annotated": "re-annotated", "reannotated": "re-annotated"}
+_NEEDS_SPELLINGS = {n: n for n in NEEDS} | {
+    "text only": "text",
+    "text_only": "text",
+    "single frame": "single_frame",
+    "single-frame": "single_frame",
+    "multi frame": "multi_frame",
+    "multi-frame": "multi_frame",
+}
 
 # "A. text", "A) text", "(A) text", "A: text", "A text"? — the last is too ambiguous ("A cell …"), so a
 # letter must be followed by punctuation.
@@ -121,6 +132,7 @@ class Record:
     duration_s: float | None = None
     dataset: str | None = None
     origin: str | None = None
+    needs: str | None = None
 
     @property
     def is_multiple_choice(self) -> bool:
@@ -163,6 +175,8 @@ def record_features(kind: Kind) -> datasets.Features:
     if kind == "eval":
         columns["dataset"] = string
         columns["origin"] = string
+        # Ground truth of what answering needs (`NEEDS`); null for data that does not know it.
+        columns["needs"] = string
     return datasets.Features(columns)
 
 
@@ -364,7 +378,7 @@ def parse_row(
     """Turn one release row into a `Record`, or raise `RecordError` naming file, line, id and field.
 
     ``kind`` decides what is required: SFT rows need a rationale (``think``); Eval rows may name their
-    source benchmark and origin.
+    source benchmark, origin and what answering needs (``needs``).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -429,6 +443,7 @@ def parse_row(
         ("skill", _first(raw, SKILL_KEYS)[1], _SKILL_SPELLINGS),
         ("discipline", raw.get("discipline"), _DISCIPLINE_SPELLINGS),
         ("origin", raw.get("origin"), _ORIGIN_SPELLINGS),
+        ("needs", raw.get("needs"), _NEEDS_SPELLINGS),
     ):
         try:
             choices[name] = _normalize_choice(value, spellings, name)
@@ -462,6 +477,7 @@ def parse_row(
         duration_s=duration_s,
         dataset=_text(_first(raw, DATASET_KEYS)[1]),
         origin=choices["origin"],
+        needs=choices["needs"],
     )
 
 

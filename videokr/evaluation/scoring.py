@@ -19,6 +19,12 @@ column is ``acc_official``. With several trials per item (the single-frame probe
 over trials and ``answerable_rate`` the share of items answered right in *every*
 trial, the paper's "single-frame solvable".
 
+Items that carry a ``needs`` label (what answering them truly needs: ``text``, ``single_frame`` or
+``multi_frame``; the learning corpus has it, the release does not) add ``acc:needs=…`` breakdowns and, on
+the single-frame and text-only probes, the probe checked against that truth (`videokr.evaluation.
+probe_truth`): ``probe_precision``, ``probe_recall`` and the counts behind them. Without labels the
+summary is exactly what it was.
+
 lighteval plumbing: the metric is a corpus-level metric named ``videokr`` whose per-item value is a
 record (a dict) and whose aggregate is a dict of floats. lighteval stores dict aggregates as they are
 (it computes no stderr for them), which is what lets one metric report its breakdowns and intervals.
@@ -44,6 +50,7 @@ from videokr.evaluation.answers import score_prediction
 from videokr.evaluation.inputs import UNREADABLE
 from videokr.evaluation.judge import Judge, JudgeItem, active_judge
 from videokr.evaluation.official import official_mc_correct
+from videokr.evaluation.probe_truth import truth_metrics
 
 __all__ = [
     "BOOTSTRAP_ITERATIONS",
@@ -63,7 +70,7 @@ METRIC_NAME = "videokr"
 BREAKDOWNS: tuple[str, ...] = ("problem_type", "dataset", "subject", "skill")
 BOOTSTRAP_ITERATIONS = 1000
 CONFIDENCE = 0.95
-_LABELS = ("id", "probe", "problem_type", "dataset", "subject", "skill", "discipline", "origin")
+_LABELS = ("id", "probe", "problem_type", "dataset", "subject", "skill", "discipline", "origin", "needs")
 
 
 # --------------------------------------------------------------------------------------------- per item
@@ -214,7 +221,21 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> dict[str, float]:
             if trials > 1:
                 name = f"answerable_rate:{label}={value}"
                 _add(out, name, [float(all(c == 1.0 for c in r["correct"])) for r in groups[value]])
+    labelled = [r for r in scored if r.get("needs")]
+    if labelled:
+        for value in sorted({str(r["needs"]) for r in labelled}):
+            _add(out, f"acc:needs={value}", [_mean(r["correct"]) for r in labelled if r["needs"] == value])
+        out |= truth_metrics(records, _probe(records, trials))
     return out
+
+
+def _probe(records: Sequence[Mapping[str, Any]], trials: int) -> str | None:
+    """The probe the records were answered under: their common ``probe`` label, else single-frame when
+    items had several trials."""
+    probes = {r.get("probe") for r in records} - {None}
+    if len(probes) == 1:
+        return str(probes.pop())
+    return "single_frame" if not probes and trials > 1 else None
 
 
 def _mean(values: Sequence[float]) -> float:

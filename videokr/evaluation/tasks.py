@@ -3,8 +3,9 @@
 One row of the Hub dataset becomes one `Doc` whose ``query`` is the official evaluation prompt (the
 lmms-eval style of `videokr.data.prompts`) and whose ``specific`` carries what lighteval has no field for:
 the clip's path, the probe mode, the number of trials and the item's labels (problem type, source
-benchmark, subject, skill) that the metric breaks results down by. ``Doc`` is a slots dataclass, so
-``specific`` is the only place such data can travel from the task to the model and the metric.
+benchmark, subject, skill; ``needs`` where the dataset has it) that the metric breaks results down by.
+``Doc`` is a slots dataclass, so ``specific`` is the only place such data can travel from the task to the
+model and the metric.
 
 Tasks (run them as ``videokr_eval|0`` etc.):
 
@@ -126,6 +127,8 @@ def videokr_prompt(
             "skill": line.get("skill"),
             "discipline": line.get("discipline"),
             "origin": line.get("origin"),
+            # What answering truly needs, where the dataset knows it (`videokr.evaluation.probe_truth`).
+            "needs": line.get("needs"),
         },
     )
 
