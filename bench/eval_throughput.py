@@ -4,29 +4,29 @@ floor that memory bandwidth sets.
 Same model, same batch, same run: `VideoLightevalModel` (the lighteval model ``videokr eval`` runs) with
 its model and processor replaced by the bench's, answering one batch of ``--batch`` different evaluation
 items of the video probe (eight multiple-choice questions, each with its own clip of ``--frames`` random
-frames), first with ``engine="generate"`` (``model.generate``), then with ``engine="videokr"``
-(`videokr.generation.VideoRolloutEngine`: one prefill of the batch, a static KV cache, compiled decoding
-on CUDA). Each call is the model's whole ``_generate``: chat text, the processor call, prefill, decode
-and the decoding of the answers.
+frames), with ``engine="generate"`` (``model.generate``) and with ``engine="videokr"``
+(`videokr.generation.VideoRolloutEngine`: one prefill of the batch, then on CUDA a static KV cache and a
+compiled decode step, elsewhere a growing cache). Each call is the model's whole ``_generate``: chat
+text, the processor call, prefill, decode and the decoding of the answers.
 
 Decoding is the official one (temperature 0.1, top-p 0.001; ``--greedy`` for the most likely token) with
 the end-of-sequence, pad and vision tokens suppressed (`bench.common.never_sampled`, set in the model's
 own generation config, which both engines read), so every answer is exactly ``--new-tokens`` long and
-both engines do the same work. The count of answers the two engines give identically is printed: in
-float32 all are (tests/test_eval_engine.py), in the bench's bf16 a random model's near-ties can flip
-where the two compute a step in a different order (a static cache's attention spans masked slots too).
+both engines do the same work. The count of answers the two engines give identically is printed: all,
+off CUDA (the evaluation then decodes over a growing cache, with generate's own arithmetic); on CUDA, in
+bf16, the static cache's attention rounds differently and a random model's many near-ties may part some.
 
-Each engine is called once untimed (kernels, allocator; compilation on CUDA), then timed ``--repeats``
-times for one new token (≈ the prefill, printed as "prefill s") and for ``--new-tokens``, the fastest
-call counting; "decode tok/s" is the decode alone, ``batch × (new tokens − 1) / (t_N − t_1)``. The
-**floor** is the decode rate memory bandwidth allows, as `bench.rollout` computes it: every
-language-model weight but the embedding table, plus each sequence's keys and values, read once per
-decode step, at the bandwidth this device reaches in a large ``sum`` (``--bandwidth-gbs`` replaces the
-measurement).
+Each engine is called once untimed (kernels, allocator; compilation on CUDA), then timed in
+``--repeats`` rounds, taking turns, for one new token (the prefill and the first token, printed as
+"prefill s") and for ``--new-tokens``, the fastest call counting; "decode tok/s" is the decode alone,
+``batch × (new tokens − 1) / (t_N − t_1)``. The **floor** is the decode rate memory bandwidth allows, as
+`bench.rollout` computes it: every language-model weight but the embedding table, plus each sequence's
+keys and values, read once per decode step, at the bandwidth this device reaches in a large ``sum``
+(``--bandwidth-gbs`` replaces the measurement).
 
     python -m bench.eval_throughput --arch qwen2_5_vl --frames 32 --new-tokens 256   # CUDA, 7B
     python -m bench.eval_throughput --device cpu --layers 2 --frames 2 --height 112 --width 224 \\
-        --new-tokens 16                                                             # CPU, 7B width
+        --new-tokens 48 --repeats 2                                                 # CPU, 7B width
     python -m bench.eval_throughput --device cpu --tiny                              # smoke run
 
 Random weights of the released architectures and the video frames: `bench.common`. Run from the
@@ -126,26 +126,38 @@ class Timing:
 
 
 def measure(
-    model: BenchModel, batch: list[GenerationRequest], engine: str, new_tokens: int, repeats: int
-) -> Timing:
-    """The fastest of `repeats` timed calls at one new token and at `new_tokens`, after an untimed one."""
-    model.config = model.config.model_copy(update={"engine": engine})
-    clock = model.bench.clock
-    model._generate(batch, new_tokens)  # untimed: kernels, allocator, compilation
-    first_s, full_s = [], []
+    bench: Bench, config: VideoModelConfig, batch: list[GenerationRequest], new_tokens: int, repeats: int
+) -> list[Timing]:
+    """Per engine, the fastest of `repeats` calls at one new token and at `new_tokens`, after an untimed
+    call. The engines take turns within each round, so a busy machine slows both alike;
+    each (engine, length) has its own model object, so the engine's static cache (and on CUDA its
+    compiled graph) is that of the previous round's call. One new token needs no decode step."""
+    models = {
+        (engine, n): BenchModel(config.model_copy(update={"engine": engine}), bench)
+        for engine in ENGINES
+        for n in (1, new_tokens)
+    }
+    # Kernels, allocator, compilation; on CPU nothing is compiled and two tokens warm up as well.
+    warm = new_tokens if bench.device.type == "cuda" else min(2, new_tokens)
+    for engine in ENGINES:
+        models[engine, new_tokens]._generate(batch, warm)
+    seconds: dict[tuple[str, int], list[float]] = {key: [] for key in models}
+    answers: dict[str, list[Generation]] = {}
     for _ in range(repeats):
-        with clock.measure() as first:
-            model._generate(batch, 1)
-        with clock.measure() as full:
-            answers = model._generate(batch, new_tokens)
-        first_s.append(first["seconds"])
-        full_s.append(full["seconds"])
-    made = sum(len(a.output_tokens) for a in answers)
-    if made != len(batch) * new_tokens:
-        raise SystemExit(
-            f"{engine}: {made} new tokens, expected {len(batch) * new_tokens} (eos not suppressed?)"
-        )
-    return Timing(engine, len(batch), min(full_s), min(first_s), made, answers)
+        for (engine, n), model in models.items():
+            with bench.clock.measure() as timing:
+                out = model._generate(batch, n)
+            seconds[engine, n].append(timing["seconds"])
+            if n == new_tokens:
+                answers[engine] = out
+    timings = []
+    for engine in ENGINES:
+        made = sum(len(a.output_tokens) for a in answers[engine])
+        if made != len(batch) * new_tokens:
+            raise SystemExit(f"{engine}: {made} new tokens, expected {len(batch) * new_tokens}")
+        full, first = min(seconds[engine, new_tokens]), min(seconds[engine, 1])
+        timings.append(Timing(engine, len(batch), full, first, made, answers[engine]))
+    return timings
 
 
 HEADER = (
@@ -200,7 +212,7 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
         cache_dir=str(bench.workdir / "cache"),
         generation_parameters={**decoding, "max_new_tokens": args.new_tokens},
     )
-    model = BenchModel(eval_config, bench)
+    BenchModel(eval_config, bench)  # refuses, before anything is timed, settings the engine lacks
     batch = requests(bench, args)
 
     if args.bandwidth_gbs:
@@ -216,9 +228,7 @@ def run(bench: Bench, args: argparse.Namespace) -> None:
         f"KV {floor.kv_bytes_per_token / 1e3:.1f} KB/token; read bandwidth {bandwidth / 1e9:,.1f} GB/s "
         f"({source})"
     )
-    timings: list[Timing] = []
-    for engine in ENGINES:
-        timings.append(measure(model, batch, engine, args.new_tokens, args.repeats))
+    timings = measure(bench, eval_config, batch, args.new_tokens, args.repeats)
     lengths = [len(a.input_tokens) for a in timings[0].answers]
     print(
         f"eval batch: {args.batch} video items ({args.frames} frames of {args.height}x{args.width}), prompts "

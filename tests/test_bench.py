@@ -40,3 +40,18 @@ def test_train_step_bench_runs_every_phase() -> None:
     out = run_bench("train_step", "--frames", "4", "--new-tokens", "8", "--response", "16")
     for phase in ("SFT text-only (base)", "SFT video", "GRPO rollout", "GRPO scoring", "GRPO update"):
         assert phase in out
+
+
+def test_eval_throughput_bench_compares_the_engines_on_one_eval_batch() -> None:
+    out = run_bench("eval_throughput", "--frames", "4", "--new-tokens", "8", "--repeats", "1")
+    # Table rows: the engine, then items, seconds, items/s, new tokens/s, ratio to generate, ...
+    rows = {
+        words[0]: words[1:]
+        for words in map(str.split, out.splitlines())
+        if words[:1] in (["generate"], ["videokr"])
+    }
+    assert rows["generate"][0] == rows["videokr"][0] == "8"
+    assert rows["generate"][4] == "-" and rows["videokr"][4].endswith("x")
+    assert "read bandwidth" in out
+    # Off CUDA the engine decodes with generate's own arithmetic: the same answers, bf16 included.
+    assert "identical answers (text and token ids), videokr vs generate: 8/8" in out

@@ -21,7 +21,7 @@ from eval_fixtures import eval_repo, eval_rows
 from videokr.evaluation.inputs import GenerationRequest
 from videokr.evaluation.model import PAPER_GENERATION, Generation, VideoLightevalModel, VideoModelConfig
 from videokr.evaluation.tasks import videokr_prompt
-from videokr.generation import SamplingSettings, VideoRolloutEngine
+from videokr.generation import RolloutOptions, SamplingSettings, VideoRolloutEngine
 from videokr.vision import VISUAL_KINDS, encode_visual_prompts
 
 NEW_TOKENS = 10
@@ -131,14 +131,17 @@ def test_greedy_answers_are_those_of_generate(
     assert ours == theirs  # text, prompt ids and new ids of every answer
     assert all(len(g.output_tokens) == NEW_TOKENS for g in ours)
     assert len({len(g.input_tokens) for g in ours}) == BATCH  # left padding was exercised
+    assert model._engine is not None and model._engine.options.cache == "dynamic"  # not compiled on CPU
 
 
+@pytest.mark.parametrize("cache", ["static", "dynamic"])
 @pytest.mark.parametrize("kind", VISUAL_KINDS)
 def test_engine_log_probs_equal_generate_logits(
-    arch: str, kind: str, rows: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
+    arch: str, kind: str, cache: str, rows: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """Same logits step by step, not only the same argmax: a wrong M-RoPE offset for the text after an
-    image or a video shifts the log-probs while leaving a tiny model's greedy tokens unchanged."""
+    image or a video shifts the log-probs while leaving a tiny model's greedy tokens unchanged. Both
+    caches: the evaluation decodes over the static one on CUDA, over the growing one elsewhere."""
     base = tmp_path_factory.getbasetemp()
     model = eval_model(model_dir(arch, base), tmp_path_factory.mktemp("cache"))
     requests = batch(model, rows, kind)
@@ -149,7 +152,8 @@ def test_engine_log_probs_equal_generate_logits(
         None, max_new_tokens=NEW_TOKENS, do_sample=False, suppress_tokens=end_of_sequence(model)
     )
     settings = SamplingSettings.from_generation_config(config, instead="use generate")
-    rollout = VideoRolloutEngine(settings).generate(model.model, prompts)
+    options = RolloutOptions(cache=cache, compile=False, prefill_batch=BATCH)  # type: ignore[arg-type]
+    rollout = VideoRolloutEngine(settings, options).generate(model.model, prompts)
 
     from videokr.vision import process
 

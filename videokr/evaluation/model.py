@@ -6,11 +6,13 @@ reads the clip path and probe mode from ``Doc.specific``, decodes the frames the
 ``<video>`` stands, and generates in batches of one probe kind with left padding.
 
 Generation goes through `videokr.generation.VideoRolloutEngine` (``engine="videokr"``, the default): the
-batch's prompts are prefilled together and decoded over a static KV cache, compiled on CUDA, with the
-decoding settings ``generate`` would use (the config's generation parameters over the model's own
-``generation_config``), so greedy answers are token for token those of ``model.generate``. A setting the
-engine does not implement is refused when the model loads. ``engine="generate"`` calls
-``model.generate`` itself.
+batch's prompts are prefilled together and decoded together, on CUDA over a static KV cache with the
+decode step compiled (CUDA graphs), elsewhere over a growing cache, with the decoding settings
+``generate`` would use (the config's generation parameters over the model's own ``generation_config``),
+so answers are token for token those of ``model.generate`` (tested in float32). In bf16 the static
+cache's attention, which spans its not-yet-written slots, rounds differently from ``generate``'s, so
+where two tokens tie or nearly tie the answers may part. A setting the engine does not implement is
+refused when the model loads. ``engine="generate"`` calls ``model.generate`` itself.
 
 Everything that changes what the model sees is a field of `VideoModelConfig` (fps, frame cap, pixel
 budget, probe override, frame seed, generation settings): lighteval's prediction cache keys on the
@@ -363,8 +365,13 @@ class VideoLightevalModel(LightevalModel):
 
         settings = self._sampling(max_new_tokens)
         if self._engine is None or self._engine.settings != settings:
-            # Kept across batches so its static cache (and a captured CUDA graph) is reused.
-            options = RolloutOptions(prefill_batch=self.config.batch_size)  # one prefill, as generate's
+            # Kept across batches so its static cache (and a captured CUDA graph) is reused. One prefill
+            # for the batch, as generate's. Off CUDA nothing is compiled, so fixed shapes buy nothing and
+            # the growing cache keeps generate's own arithmetic (bf16 included, see the module docstring).
+            cuda = next(self.model.parameters()).device.type == "cuda"
+            options = RolloutOptions(
+                cache="static" if cuda else "dynamic", prefill_batch=self.config.batch_size
+            )
             self._engine = VideoRolloutEngine(settings, options)
         prompts = encode_visual_prompts(self.processor, texts, visuals)
         torch.manual_seed(self.config.seed)

@@ -494,11 +494,13 @@ def _truncate(scaled: torch.Tensor, s: SamplingSettings) -> torch.Tensor:
         kth = torch.topk(scaled, s.top_k, dim=-1).values[..., -1:]
         scaled = scaled.masked_fill(scaled < kth, -math.inf)
     if s.top_p < 1.0:
-        ordered, order = torch.sort(scaled, dim=-1, descending=True)
-        probs = torch.softmax(ordered, dim=-1)
-        # Drop a token when the tokens ranked above it already cover top_p (the best one always stays).
-        drop = (probs.cumsum(dim=-1) - probs) > s.top_p
-        scaled = scaled.scatter(-1, order, ordered.masked_fill(drop, -math.inf))
+        # Drop the least likely tokens while their mass stays within 1 - top_p (the best one always stays),
+        # computed as transformers' warper computes it (ascending sort and cumulative sum), so tokens that
+        # tie (frequent in bf16) or sit at the edge are kept or dropped exactly as ``generate`` does.
+        ordered, order = torch.sort(scaled, dim=-1, descending=False)
+        drop = torch.softmax(ordered, dim=-1).cumsum(dim=-1) <= 1 - s.top_p
+        drop[..., -1] = False
+        scaled = scaled.masked_fill(drop.scatter(-1, order, drop), -math.inf)
     if s.min_p:
         probs = torch.softmax(scaled, dim=-1)
         floor = s.min_p * probs.max(dim=-1, keepdim=True).values
