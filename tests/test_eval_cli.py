@@ -22,7 +22,7 @@ def test_eval_defaults_are_the_papers_settings_and_the_three_probe_tasks() -> No
     assert args.tasks is None  # None: DEFAULT_TASKS, resolved in the handler so --help stays instant
     assert DEFAULT_TASKS == ("videokr_eval", "videokr_eval_single_frame", "videokr_eval_text_only")
     assert args.temperature is None and args.max_new_tokens is None  # None: the paper's 0.1 and 8192
-    assert (args.judge_protocol, args.runs, args.seed) == ("videokr", 1, 0)
+    assert (args.judge_protocol, args.runs, args.seed, args.engine) == ("videokr", 1, 0, "videokr")
     paper = _parser().parse_args(["eval", "m", "--runs", "3", "--judge-protocol", "official"])
     assert (paper.judge_protocol, paper.runs) == ("official", 3)
 

@@ -41,6 +41,7 @@ def _eval(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         runs=args.runs,
         seed=args.seed,
+        engine=args.engine,
     )
 
 
@@ -110,6 +111,13 @@ def add_eval_commands(commands: argparse._SubParsersAction) -> None:
         help="repeat with seeds --seed, --seed+1, … and report mean ± std (the paper's protocol: 3)",
     )
     ev.add_argument("--seed", type=int, default=0, help="sampling seed of the first run")
+    ev.add_argument(
+        "--engine",
+        choices=("videokr", "generate"),
+        default="videokr",
+        help="videokr: the batched engine (static cache, compiled on CUDA; same answers as generate); "
+        "generate: transformers' model.generate",
+    )
 
     text = "Leaderboard across VideoKR-Eval runs: Markdown (printed), CSV and a PNG plot."
     lb = commands.add_parser("leaderboard", help=text, description=text)

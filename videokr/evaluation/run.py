@@ -180,6 +180,7 @@ def eval_command(
     cache_dir: str | Path | None = None,
     runs: int = 1,
     seed: int = 0,
+    engine: str = "videokr",
 ) -> int:
     """``videokr eval MODEL [--tasks …]``: run, print the summary and where the files are; exit code.
 
@@ -205,6 +206,7 @@ def eval_command(
         "device": device,
         "dtype": dtype,
         "generation_parameters": generation,
+        "engine": engine,
     }
     if max_pixels is not None:
         fields["max_pixels"] = max_pixels
