@@ -16,15 +16,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from trl import ModelConfig, get_peft_config
+from trl import ModelConfig
 
 from videokr.training.args import VideoGRPOConfig, VideoScriptArguments
 from videokr.training.data import load_video_dataset, to_grpo_rows
-from videokr.training.freeze import freeze_vision
 from videokr.training.grpo_trainer import VideoGRPOTrainer
 from videokr.training.launch import run_script
-from videokr.training.model import load_model_and_processor
-from videokr.training.resume import checkpoint_to_resume, load_checkpoint_weights, trainer_restores_weights
+from videokr.training.model import prepare_start
 from videokr.training.rewards import PAPER_REWARD_FUNCS, REWARD_WEIGHTS, reward_functions
 
 __all__ = ["cli", "main", "reward_setup"]
@@ -47,22 +45,12 @@ def main(script_args: VideoScriptArguments, training_args: VideoGRPOConfig, mode
     """Train on ``script_args.dataset_name`` and save the model and processor to ``output_dir``."""
     if not script_args.dataset_name:
         raise ValueError("no dataset: set dataset_name (a Hub id or a folder built with `videokr build rl`)")
-    resume = checkpoint_to_resume(training_args)  # fails now, before loading, if it cannot happen
     # Reward functions read `answer`, `problem_type` and `options`; the trainer reads `id` and `video`.
     training_args.remove_unused_columns = False
     reward_funcs = reward_setup(training_args)
 
     # Left padding: prompts are batched for generation.
-    model, processor = load_model_and_processor(model_args, padding_side="left")
-    counts = freeze_vision(
-        model, tower=script_args.freeze_vision_tower, projector=script_args.freeze_projector
-    )
-    logger.info("parameters: %s", counts)
-    peft_config = get_peft_config(model_args)
-    if resume and not trainer_restores_weights(training_args, adapters=peft_config is not None):
-        # transformers' own reload of these weights matches no key (see `videokr.training.resume`); its
-        # "missing keys" warning that follows is about that reload, not about these weights.
-        load_checkpoint_weights(model, resume)
+    start = prepare_start(script_args, training_args, model_args, padding_side="left")
 
     dataset = load_video_dataset(
         script_args.dataset_name,
@@ -73,15 +61,15 @@ def main(script_args: VideoScriptArguments, training_args: VideoGRPOConfig, mode
     dataset = to_grpo_rows(dataset)
 
     trainer = VideoGRPOTrainer(
-        model=model,
+        model=start.model,
         reward_funcs=reward_funcs,
         args=training_args,
         train_dataset=dataset,
-        processing_class=processor,
-        peft_config=peft_config,
+        processing_class=start.processor,
+        peft_config=start.peft_config,
         sampling=script_args.sampling(),
     )
-    trainer.train(resume_from_checkpoint=resume)
+    trainer.train(resume_from_checkpoint=start.resume)
 
     # Writes the model (gathered under ZeRO-3 / FSDP) and the processor into one folder, so
     # AutoModelForImageTextToText / AutoProcessor.from_pretrained(output_dir) reload it.

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import logging
 
-from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config
+from trl import ModelConfig, SFTConfig, SFTTrainer
 
 from videokr.training.args import VideoScriptArguments
 from videokr.training.collator import VideoSFTCollator
 from videokr.training.data import load_video_dataset, to_sft_rows
-from videokr.training.freeze import freeze_vision
 from videokr.training.launch import run_script
-from videokr.training.model import load_model_and_processor
-from videokr.training.resume import checkpoint_to_resume, load_checkpoint_weights, trainer_restores_weights
+from videokr.training.model import prepare_start
 
 __all__ = ["cli", "main"]
 
@@ -32,23 +30,11 @@ def main(script_args: VideoScriptArguments, training_args: SFTConfig, model_args
     """Train on ``script_args.dataset_name`` and save the model and processor to ``output_dir``."""
     if not script_args.dataset_name:
         raise ValueError("no dataset: set dataset_name (a Hub id or a folder built with `videokr build sft`)")
-    # Before anything is loaded: a resume that cannot happen, or a fresh run that would overwrite
-    # checkpoints, fails now (see `videokr.training.resume`).
-    resume = checkpoint_to_resume(training_args)
     # The collator needs the raw rows (clip path, prompt, target), not TRL's tokenized columns.
     training_args.remove_unused_columns = False
     training_args.dataset_kwargs = {**(training_args.dataset_kwargs or {}), "skip_prepare_dataset": True}
 
-    model, processor = load_model_and_processor(model_args)
-    counts = freeze_vision(
-        model, tower=script_args.freeze_vision_tower, projector=script_args.freeze_projector
-    )
-    logger.info("parameters: %s", counts)
-    peft_config = get_peft_config(model_args)
-    if resume and not trainer_restores_weights(training_args, adapters=peft_config is not None):
-        # transformers' own reload of these weights matches no key (see `videokr.training.resume`); its
-        # "missing keys" warning that follows is about that reload, not about these weights.
-        load_checkpoint_weights(model, resume)
+    start = prepare_start(script_args, training_args, model_args)
 
     dataset = load_video_dataset(
         script_args.dataset_name,
@@ -60,18 +46,21 @@ def main(script_args: VideoScriptArguments, training_args: SFTConfig, model_args
     # A row whose clip does not decode is replaced by another whole row, so a batch never shrinks or
     # empties (the paper trains at one sample per device); see `VideoSFTCollator`.
     collator = VideoSFTCollator(
-        processor, script_args.sampling(), max_failures=script_args.max_decode_failures, refill_from=dataset
+        start.processor,
+        script_args.sampling(),
+        max_failures=script_args.max_decode_failures,
+        refill_from=dataset,
     )
 
     trainer = SFTTrainer(
-        model=model,
+        model=start.model,
         args=training_args,
         train_dataset=dataset,
         data_collator=collator,
-        processing_class=processor,
-        peft_config=peft_config,
+        processing_class=start.processor,
+        peft_config=start.peft_config,
     )
-    trainer.train(resume_from_checkpoint=resume)
+    trainer.train(resume_from_checkpoint=start.resume)
 
     # Writes the model (gathered under ZeRO-3 / FSDP) and the processor into one folder, so
     # AutoModelForImageTextToText / AutoProcessor.from_pretrained(output_dir) reload it.
