@@ -8,13 +8,19 @@ file system (time, owner, mode, order) is fixed here instead.
 from __future__ import annotations
 
 import io
+import json
 import math
 import string
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from videokr.atomic import write_bytes_atomic
+from videokr.data.release import RELEASE_FILES
+
+#: The release's folder of clip archives, under the training root.
+VIDEOS_DIR = "Videos"
 
 # 2026-01-01T00:00:00Z: a fixed, plausible modification time for every member.
 FIXED_MTIME = 1_767_225_600
@@ -67,3 +73,28 @@ def write_archive(path: Path, data: bytes, *, parts: int = 1) -> list[Path]:
         write_bytes_atomic(path.with_name(f"{path.name}.part.{suffix}"), data[i * chunk : (i + 1) * chunk])
         for i, suffix in enumerate(part_suffixes(parts))
     ]
+
+
+def write_release(
+    train_root: Path,
+    eval_root: Path,
+    archives: Mapping[str, list[tuple[str, bytes]]],
+    rows: Mapping[str, list[dict[str, Any]]],
+    *,
+    split_parts: int = 2,
+) -> tuple[list[Path], dict[str, Path]]:
+    """The training clips as ``Videos/<stem>.tar`` archives (the last stem split into `split_parts`, as
+    the release splits its largest) and each kind's rows as its release JSONL (Eval under `eval_root`).
+    Returns the archive files written and the JSONL file of each kind."""
+    written: list[Path] = []
+    last = max(archives) if archives else None
+    for stem in sorted(archives):
+        parts = split_parts if stem == last else 1
+        written += write_archive(
+            train_root / VIDEOS_DIR / f"{stem}.tar", tar_bytes(archives[stem]), parts=parts
+        )
+    files = {kind: (eval_root if kind == "eval" else train_root) / RELEASE_FILES[kind] for kind in rows}
+    for kind, kind_rows in rows.items():
+        text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in kind_rows)
+        write_bytes_atomic(files[kind], text.encode("utf-8"))
+    return written, files

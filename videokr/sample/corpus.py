@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import shutil
 import tempfile
 import time
@@ -26,8 +25,7 @@ from tqdm.auto import tqdm
 
 from videokr.atomic import write_bytes_atomic
 from videokr.data.records import MULTIPLE_CHOICE, OPEN_ENDED
-from videokr.data.release import RELEASE_FILES
-from videokr.sample.archive import tar_bytes, write_archive
+from videokr.sample.archive import VIDEOS_DIR, write_release
 from videokr.sample.encode import write_clip
 from videokr.sample.families import FAMILIES
 from videokr.sample.options import choose_options, letter_map, lettered
@@ -36,7 +34,6 @@ from videokr.sample.scene import SKILLS, Question, Scene
 
 TRAIN_DIR = "VideoKR-Train"
 EVAL_DIR = "VideoKR-Eval"
-VIDEOS_DIR = "Videos"
 KINDS = ("sft", "rl", "eval")
 PROCEDURAL_CLIPS = {"sft": 24, "rl": 18, "eval": 13}
 CLIPS_PER_ARCHIVE = 15
@@ -284,10 +281,6 @@ def _rows(clips: list[PlannedClip], seed: int) -> dict[str, list[dict[str, Any]]
     return rows
 
 
-def _jsonl(rows: list[dict[str, Any]]) -> bytes:
-    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
-
-
 def _clear(train_root: Path, eval_root: Path) -> None:
     """Remove what an earlier run wrote (clip names depend on the seed), and nothing else."""
     videos = train_root / VIDEOS_DIR
@@ -326,14 +319,7 @@ def generate_sample_corpus(out_dir: Path, *, seed: int = 0, progress: bool = Fal
             target = eval_root / clip.path.removeprefix("./")
             target.parent.mkdir(parents=True, exist_ok=True)
             write_bytes_atomic(target, data[clip.name])
-    written: list[Path] = []
-    last = max(archives)
-    for stem in sorted(archives):
-        path = train_root / VIDEOS_DIR / f"{stem}.tar"
-        written += write_archive(path, tar_bytes(archives[stem]), parts=SPLIT_PARTS if stem == last else 1)
-    files = {kind: (eval_root if kind == "eval" else train_root) / RELEASE_FILES[kind] for kind in KINDS}
-    for kind in KINDS:
-        write_bytes_atomic(files[kind], _jsonl(rows[kind]))
+    written, files = write_release(train_root, eval_root, archives, rows, split_parts=SPLIT_PARTS)
 
     return SampleCorpus(
         root=out_dir,

@@ -35,7 +35,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import itertools
-import json
 import shutil
 import tempfile
 import time
@@ -49,8 +48,7 @@ import numpy as np
 
 from videokr.atomic import write_bytes_atomic
 from videokr.data.records import LETTERS, MULTIPLE_CHOICE, NEEDS
-from videokr.data.release import RELEASE_FILES
-from videokr.sample.archive import tar_bytes, write_archive
+from videokr.sample.archive import VIDEOS_DIR, write_release
 from videokr.sample.encode import write_clip
 from videokr.sample.options import lettered
 
@@ -65,7 +63,7 @@ __all__ = [
     "learning_command",
 ]
 
-TRAIN_DIR, EVAL_DIR, VIDEOS_DIR = "VideoKR-Train", "VideoKR-Eval", "Videos"
+TRAIN_DIR, EVAL_DIR = "VideoKR-Train", "VideoKR-Eval"
 KINDS = ("sft", "rl", "eval")
 #: Rows per family and split by default: 7 families → 1,792 SFT, 448 RL and 224 Eval rows.
 DEFAULT_ROWS: dict[str, int] = {"sft": 256, "rl": 64, "eval": 32}
@@ -444,10 +442,6 @@ def _release_rows(rows: list[Row], seed: int, duration: float) -> dict[str, list
     return out
 
 
-def _jsonl(rows: list[dict[str, Any]]) -> bytes:
-    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
-
-
 def generate_learning_corpus(
     out_dir: Path,
     *,
@@ -501,16 +495,8 @@ def generate_learning_corpus(
                 write_bytes_atomic(eval_root / paths[name], data)
             else:
                 archives.setdefault(paths[name].split("/")[0], []).append((paths[name], data))
-    written: list[Path] = []
-    for stem in sorted(archives):
-        parts = 2 if stem == max(archives) else 1  # the release splits its largest tars into parts
-        written += write_archive(
-            train_root / VIDEOS_DIR / f"{stem}.tar", tar_bytes(archives[stem]), parts=parts
-        )
     release = _release_rows(rows, seed, round(frames / fps, 3))
-    files = {kind: (eval_root if kind == "eval" else train_root) / RELEASE_FILES[kind] for kind in KINDS}
-    for kind in KINDS:
-        write_bytes_atomic(files[kind], _jsonl(release[kind]))
+    written, files = write_release(train_root, eval_root, archives, {kind: release[kind] for kind in KINDS})
 
     return LearningCorpus(
         root=out_dir,
