@@ -7,9 +7,17 @@ was trained on it unless someone changes a setting on purpose, and then the chan
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-__all__ = ["PAPER_FPS", "PAPER_MAX_FRAMES", "PAPER_MAX_PIXELS", "PAPER_MIN_PIXELS", "FrameSampling"]
+__all__ = [
+    "PAPER_FPS",
+    "PAPER_MAX_FRAMES",
+    "PAPER_MAX_PIXELS",
+    "PAPER_MIN_PIXELS",
+    "FrameSampling",
+    "smart_size",
+]
 
 #: Frames sampled per second of video (paper: 2).
 PAPER_FPS = 2.0
@@ -35,3 +43,24 @@ class FrameSampling:
     max_pixels: int = PAPER_MAX_PIXELS
     min_pixels: int = PAPER_MIN_PIXELS
     backend: str | None = None
+
+
+def smart_size(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """The qwen-vl-utils resize rule: sides multiples of ``factor``, area in [min_pixels, max_pixels],
+    aspect ratio kept as closely as the grid allows.
+
+    Defined here, beside the pixel budgets it applies, because three places must agree on it: the decoder
+    scales to it (`videokr.vision.decode`), the loader checks against it, and a training view is encoded
+    at it; none of them should need torch to compute a size.
+    """
+    h = max(factor, round(height / factor) * factor)
+    w = max(factor, round(width / factor) * factor)
+    if h * w > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h = max(factor, math.floor(height / beta / factor) * factor)
+        w = max(factor, math.floor(width / beta / factor) * factor)
+    elif h * w < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h = math.ceil(height * beta / factor) * factor
+        w = math.ceil(width * beta / factor) * factor
+    return h, w
