@@ -27,7 +27,7 @@ import pytest
 import videokr_eval
 import videokr_sft
 from videokr.data.card import compute_statistics, honest_summary, is_creative_commons, render_card
-from videokr.data.hub import MANIFEST_PATH, build_repo
+from videokr.data.hub import build_repo, load_manifest_clips
 from videokr.errors import VideoKRError
 
 SPEC = videokr_eval.SPEC
@@ -91,7 +91,7 @@ def test_a_clip_fixed_in_place_with_the_same_size_is_copied_again(release: Path,
     assert (again.clips_written, again.clips_reused) == (1, first.clips_written - 1)
     rows = written(out)
     assert rows[read_rows(release)[0]["id"]]["bytes"] == fixed
-    manifest = json.loads((out / MANIFEST_PATH).read_text())["clips"]
+    manifest = load_manifest_clips(out)
     assert hashlib.sha256(fixed).hexdigest() in {entry["sha256"] for entry in manifest.values()}
 
     # A copy damaged in the output (same size) is not trusted either: it is written again from source.

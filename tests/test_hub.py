@@ -15,7 +15,7 @@ from huggingface_hub import DatasetCard
 import videokr_eval
 import videokr_rl
 import videokr_sft
-from videokr.data.hub import MANIFEST_PATH, BuildReport, build_repo
+from videokr.data.hub import MANIFEST_PATH, BuildReport, build_repo, load_manifest_clips
 from videokr.data.records import read_records, record_features
 from videokr.data.release import RELEASE_FILES
 
@@ -255,7 +255,7 @@ def test_a_crash_while_copying_loses_nothing_already_written(
     out = tmp_path / "eval"
     with pytest.raises(OSError, match="disk went away"):
         build_repo(SPECS["eval"], sample_corpus, out, workers=1, progress=False)
-    saved = json.loads((out / MANIFEST_PATH).read_text())["clips"]
+    saved = load_manifest_clips(out)
     assert len(saved) == 3
     monkeypatch.setattr(release.ClipRef, "copy_to", real_copy)
     report = build_repo(SPECS["eval"], sample_corpus, out, workers=1, progress=False)

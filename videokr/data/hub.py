@@ -28,6 +28,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import sys
 import threading
 import time
@@ -36,25 +37,38 @@ from collections import defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import datasets
-import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from videokr.atomic import atomic_path, write_text_atomic
+from videokr.atomic import write_text_atomic
+from videokr.data import shards as shard_layout
 from videokr.data.card import DatasetSpec, is_creative_commons, write_card_files
 from videokr.data.croissant import validate_croissant
 from videokr.data.records import Kind, Record, read_records, record_features
 from videokr.data.release import AmbiguousClipError, ClipRef, ClipStore, find_release_file
+from videokr.data.shards import (
+    METADATA_MEMBER,
+    ShardContent,
+    assign_shards,
+    choose_layout,
+    member_opener,
+    metadata_table,
+    shard_fingerprint,
+    write_metadata,
+    write_shard,
+)
 from videokr.errors import VideoKRError
 
 MANIFEST_PATH = Path(".videokr") / "build.json"
+JOURNAL_PATH = Path(".videokr") / "clips.jsonl"
+STAGING_DIR = Path(".videokr") / "staging"
 TARGET_CLIPS_PER_FOLDER = 500  # hash sharding at this mean keeps every folder far below the 1,000 cap
 MAX_CLIPS_PER_FOLDER = 1000
-MANIFEST_FLUSH_EVERY = 500
+MANIFEST_FLUSH_EVERY = 500  # make the journal durable this often
 #: What the probe of a clip recorded in the manifest checked; a clip probed by an older build whose
 #: entry lacks it is probed again.
 PROBE_CHECKS = "probe+nal-structure"
@@ -293,23 +307,86 @@ def _verify_decode(path: str) -> tuple[str, str | None]:
 class _Manifest:
     """What a build wrote: clips (with sha256, for incremental rebuilds and overlap checks) and problems.
 
-    It is written before the first clip, naming the dataset and kind, so a folder a build left half
-    done is still recognised as this tool's; `owned_files` are every clip file a build wrote or was
+    `build.json` holds the dataset, kind, layout, shard states and the last report; each clip's entry is
+    a line appended to `clips.jsonl` as it is written (the last line for a name wins), so recording a
+    clip costs one short write however large the dataset, and a crash loses at most the line being
+    written. `compact` rewrites the journal only when superseded lines outnumber the live ones.
+
+    `build.json` is written before the first clip, naming the dataset and kind, so a folder a build left
+    half done is still recognised as this tool's; `owned_files` are every clip file a build wrote or was
     writing into the split (the only files a later build may delete).
     """
 
     def __init__(self, out: Path) -> None:
         self.path = out / MANIFEST_PATH
+        self.journal = out / JOURNAL_PATH
         data = json.loads(self.path.read_text()) if self.path.exists() else {}
-        self.clips: dict[str, dict[str, Any]] = data.get("clips", {})
+        # An older build kept every clip inside build.json: read it, and move it to the journal.
+        self.clips: dict[str, dict[str, Any]] = data.pop("clips", {})
+        self._migrate = bool(self.clips)
+        self._lines = 0
+        if self.journal.is_file():
+            for line in self.journal.read_bytes().splitlines():
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    continue  # a line cut short by a crash: the clip it named is copied again
+                self._lines += 1
+                name = item.pop("name")
+                if item.pop("removed", False):
+                    self.clips.pop(name, None)
+                else:
+                    self.clips[name] = item
         self.data = data
-        self.owned_files = {e["file_name"] for e in self.clips.values() if "file_name" in e}
+        self.owned_files = {e["file_name"] for e in self.clips.values() if e.get("file_name")}
         self.owned_files |= set(data.get("pending", []))
+        self._handle: Any = None
+
+    def record(self, name: str, entry: dict[str, Any]) -> None:
+        self.clips[name] = entry
+        self._append({"name": name, **entry})
+
+    def forget(self, name: str) -> None:
+        if self.clips.pop(name, None) is not None:
+            self._append({"name": name, "removed": True})
+
+    def _append(self, item: dict[str, Any]) -> None:
+        if self._handle is None:
+            self.journal.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = self.journal.open("ab")
+            if self._handle.tell() and not _ends_with_newline(self.journal):
+                self._handle.write(b"\n")  # after a line a crash cut short
+        self._handle.write(json.dumps(item, sort_keys=True).encode() + b"\n")
+        self._lines += 1
 
     def flush(self, **extra: Any) -> None:
+        if self._migrate:
+            self.compact(force=True)
+        if self._handle is not None:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
         self.data.update(extra)
-        self.data["clips"] = self.clips
         write_text_atomic(self.path, json.dumps(self.data, indent=1, sort_keys=True))
+
+    def compact(self, *, force: bool = False) -> None:
+        """Rewrite the journal with one line per live clip, when superseded lines outnumber live ones."""
+        if not force and self._lines <= 2 * len(self.clips) + 1000:
+            return
+        self.close()
+        lines = [json.dumps({"name": n, **e}, sort_keys=True) + "\n" for n, e in sorted(self.clips.items())]
+        write_text_atomic(self.journal, "".join(lines))
+        self._lines, self._migrate = len(lines), False
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
 
 
 def check_out_folder(out: Path, spec: DatasetSpec) -> None:
@@ -359,11 +436,14 @@ def _only_build_state(path: Path) -> bool:
 
 def load_clip_hashes(built: Path) -> dict[str, str]:
     """source clip name → sha256 for an already built repo folder (for the SFT/RL/Eval overlap check)."""
-    manifest = Path(built) / MANIFEST_PATH
-    if not manifest.exists():
+    if not (Path(built) / MANIFEST_PATH).exists():
         raise VideoKRError(f"{built}: no {MANIFEST_PATH}; is this a folder written by `videokr build`?")
-    clips = json.loads(manifest.read_text()).get("clips", {})
-    return {name: entry["sha256"] for name, entry in clips.items()}
+    return {name: entry["sha256"] for name, entry in load_manifest_clips(built).items()}
+
+
+def load_manifest_clips(built: Path) -> dict[str, dict[str, Any]]:
+    """source clip name → what the build recorded for it (sha256, where it was written, duration)."""
+    return _Manifest(Path(built)).clips
 
 
 def clip_key(name: str) -> str:
@@ -383,6 +463,7 @@ def build_repo(
     check: bool = True,
     repo_id: str | None = None,
     allow_non_cc: bool = False,
+    layout: str = "auto",
 ) -> BuildReport:
     """Build `out` as a no-code Hub dataset folder for `spec` from release files (or pipeline output).
 
@@ -393,6 +474,10 @@ def build_repo(
     Re-running is incremental: clips already written from the same bytes (sha256) are not copied
     again, and progress is saved as it goes, so a crash loses nothing already written. `out` must be
     new, empty or an earlier build of the same kind (`check_out_folder`).
+
+    `layout` is `loose` (one file per clip under `<split>/videos/`), `shards` (ZIP shards holding clips
+    and rows, `videokr.data.shards`) or `auto`: loose for small datasets, shards beyond
+    `shards.LOOSE_MAX_CLIPS` clips or `shards.LOOSE_MAX_BYTES` bytes.
     """
     out = Path(out)
     jsonl = find_release_file(Path(source), spec.kind)
@@ -431,37 +516,62 @@ def build_repo(
         report.problems.append(Problem("ambiguous_clip", detail, ids))
 
     split_dir = out / spec.split
-    file_names = assign_file_names(refs, shard_count(len(refs)))
+    layout = choose_layout(layout, len(refs), sum(ref.size for ref in refs.values()))
     manifest = _Manifest(out)
-    owned = manifest.owned_files | set(file_names.values())
+    if layout == "loose":
+        file_names = assign_file_names(refs, shard_count(len(refs)))
+    else:  # one flat namespace per split: a member's name is unique in the split, not only its shard
+        file_names = {
+            n: f.replace("videos/000/", "videos/", 1) for n, f in assign_file_names(refs, 1).items()
+        }
+    owned = manifest.owned_files | (set(file_names.values()) if layout == "loose" else set())
     # The first write into `out`: from here on the folder is recognisably this build's.
-    manifest.flush(dataset=spec.name, kind=spec.kind, pending=sorted(owned))
-    placed = _copy_clips(refs, file_names, split_dir, manifest, report, workers, progress)
+    manifest.flush(dataset=spec.name, kind=spec.kind, layout=layout, pending=sorted(owned))
+    try:
+        if layout == "loose":
+            placed = _copy_clips(refs, file_names, split_dir, manifest, report, workers, progress)
+        else:
+            placed = _stage_clips(
+                refs, file_names, out, split_dir, manifest, report, workers, progress, reuse=not verify
+            )
 
-    _drop_overlaps(disjoint_from, manifest, rows_by_clip, report)
-    durations = _check_clips(placed, rows_by_clip, manifest, report, workers, progress, verify)
-    manifest.clips = {name: manifest.clips[name] for name in sorted(rows_by_clip)}
+        _drop_overlaps(disjoint_from, manifest, rows_by_clip, report)
+        durations = _check_clips(placed, rows_by_clip, manifest, report, workers, progress, verify)
+        for name in sorted(set(manifest.clips) - set(rows_by_clip)):
+            manifest.forget(name)
 
-    features = record_features(spec.kind)
-    rows = []
-    for name in sorted(rows_by_clip):
-        for record in rows_by_clip[name]:
-            row = {name: value for name, value in record.to_dict().items() if name in features}
-            del row["video"]
-            if row["duration_s"] is None:
-                row["duration_s"] = durations.get(name)
-            rows.append({"file_name": manifest.clips[name]["file_name"], **row})
-    rows.sort(key=lambda r: r["id"])
-    _write_metadata(split_dir, rows, spec.kind)
-    _remove_stale_clips(split_dir, {manifest.clips[n]["file_name"] for n in rows_by_clip}, owned)
-    report.rows_written = len(rows)
+        features = record_features(spec.kind)
+        rows = []
+        for name in sorted(rows_by_clip):
+            for record in rows_by_clip[name]:
+                row = {name: value for name, value in record.to_dict().items() if name in features}
+                del row["video"]
+                if row["duration_s"] is None:
+                    row["duration_s"] = durations.get(name)
+                rows.append({"file_name": file_names[name], **row})
+        rows.sort(key=lambda r: r["id"])
+        if layout == "loose":
+            write_metadata(split_dir / METADATA_MEMBER, metadata_table(rows, features))
+            _remove_shards(split_dir, manifest, keep=set())
+            changed = None
+        else:
+            changed = _write_shards(
+                rows_by_clip, rows, file_names, placed, split_dir, manifest, features, workers, progress
+            )
+            (split_dir / METADATA_MEMBER).unlink(missing_ok=True)  # a loose build's, if the layout changed
+        _remove_stale_clips(split_dir, set(file_names.values()) if layout == "loose" else set(), owned)
+        shutil.rmtree(out / STAGING_DIR, ignore_errors=True)
+        report.rows_written = len(rows)
 
-    clip_durations = {manifest.clips[n]["file_name"]: durations.get(n) for n in rows_by_clip}
-    write_card_files(spec, out, rows, durations=clip_durations, repo_id=repo_id)
-    manifest.data.pop("pending", None)
-    manifest.flush(dataset=spec.name, kind=spec.kind, report=asdict(report))
+        clip_durations = {file_names[n]: durations.get(n) for n in rows_by_clip}
+        write_card_files(spec, out, rows, durations=clip_durations, repo_id=repo_id, layout=layout)
+        manifest.data.pop("pending", None)
+        manifest.compact()
+        manifest.flush(dataset=spec.name, kind=spec.kind, layout=layout, report=asdict(report))
+    finally:
+        manifest.close()
     if check:
-        check_repo(out, spec.kind)
+        check_repo(out, spec.kind, shards=changed)
     return report
 
 
@@ -528,7 +638,7 @@ def _copy_clips(
         with ThreadPoolExecutor(workers) as pool:
             for done, (name, digest, reused) in enumerate(pool.map(place, sorted(refs)), start=1):
                 stat = placed[name].stat()
-                entry = manifest.clips.get(name, {}) if reused else {}
+                entry = dict(manifest.clips.get(name, {})) if reused else {}
                 entry.update(
                     file_name=file_names[name],
                     sha256=digest,
@@ -536,7 +646,7 @@ def _copy_clips(
                     source=refs[name].location,
                     written=[stat.st_size, stat.st_mtime_ns],
                 )
-                manifest.clips[name] = entry
+                manifest.record(name, entry)
                 if reused:
                     report.clips_reused += 1
                 else:
@@ -608,7 +718,8 @@ def _check_clips(
 ) -> dict[str, float]:
     """Probe every new clip (duration; a corrupt container is caught); `verify` decodes all of them.
 
-    Durations are kept in the manifest, so an incremental re-run probes only clips it copied anew.
+    Durations are kept in the manifest, so an incremental re-run probes only clips it copied anew;
+    clips reused inside their shard are not in `placed` and keep their recorded duration.
     """
     names = [n for n in sorted(rows_by_clip) if n in placed]
     by_path = {str(placed[n]): n for n in names}
@@ -631,7 +742,10 @@ def _check_clips(
             if error is not None:
                 broken[by_path[path]] = error
             else:
-                manifest.clips[by_path[path]].update(duration_s=duration, checked=PROBE_CHECKS)
+                name = by_path[path]
+                manifest.record(
+                    name, {**manifest.clips[name], "duration_s": duration, "checked": PROBE_CHECKS}
+                )
         if verify:
             healthy = [p for p, n in by_path.items() if n not in broken]
             results = pool.map(_verify_decode, healthy, chunksize=4)
@@ -644,22 +758,166 @@ def _check_clips(
         ids = [r.id for r in rows_by_clip.pop(name)]
         report.problems.append(Problem("corrupt_clip", f"{name}: does not decode: {error}", ids))
         placed[name].unlink(missing_ok=True)
-        manifest.clips[name].pop("duration_s", None)
-    return {n: manifest.clips[n]["duration_s"] for n in names if n not in broken}
+        manifest.forget(name)
+    return {n: manifest.clips[n].get("duration_s") for n in rows_by_clip}
 
 
-def _write_metadata(split_dir: Path, rows: list[dict[str, Any]], kind: Kind) -> None:
-    """metadata.parquet with the record's columns in the card's order, written atomically."""
-    features = record_features(kind)
-    columns = ["file_name"] + [name for name in features if name != "video"]
-    schema_features = datasets.Features(
-        {"file_name": datasets.Value("string")} | {c: features[c] for c in columns[1:]}
-    )
-    table = pa.Table.from_pylist(
-        [{c: row.get(c) for c in columns} for row in rows], schema=schema_features.arrow_schema
-    )
-    with atomic_path(split_dir / "metadata.parquet") as tmp:
-        pq.write_table(table, tmp)
+def _stage_clips(
+    refs: dict[str, ClipRef],
+    members: dict[str, str],
+    out: Path,
+    split_dir: Path,
+    manifest: _Manifest,
+    report: BuildReport,
+    workers: int,
+    progress: bool,
+    *,
+    reuse: bool,
+) -> dict[str, Path]:
+    """Sharded layout: copy each clip that is not already in an intact shard to the staging folder.
+
+    A clip is reused, not copied, when its source still hashes to the recorded sha256 and its shard is
+    the file the manifest recorded (same size and modification time: the archive is only ever written
+    whole, by this tool). Returns the staged copies (the clips to probe and to pack); `reuse=False`
+    (`--verify`) stages every clip, so every clip is decoded from the bytes that will be packed.
+    """
+    staging = out / STAGING_DIR
+    shards = manifest.data.setdefault("shards", {})
+
+    def intact(shard: str | None) -> bool:
+        state = shards.get(shard or "")
+        path = split_dir / (shard or "")
+        return bool(state) and _is_plain_file(path) and state.get("written") == _stamp(path)
+
+    staged: dict[str, Path] = {}
+
+    def place(name: str) -> tuple[str, str, bool]:
+        ref, entry = refs[name], manifest.clips.get(name) or {}
+        if reuse and entry.get("member") == members[name] and intact(entry.get("shard")):
+            digest = ref.sha256()
+            if digest == entry.get("sha256"):
+                return name, digest, True
+        return name, ref.copy_to(staging / members[name]), False
+
+    bar = tqdm(total=len(refs), desc="stage clips", unit="clip", disable=not progress or not refs)
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            for done, (name, digest, reused) in enumerate(pool.map(place, sorted(refs)), start=1):
+                previous = manifest.clips.get(name) or {}
+                entry = {
+                    "member": members[name],
+                    "sha256": digest,
+                    "source_size": refs[name].size,
+                    "source": refs[name].location,
+                }
+                if reused:
+                    entry |= {k: previous[k] for k in ("shard", "duration_s", "checked") if k in previous}
+                    report.clips_reused += 1
+                else:
+                    # keep the shard a changed clip had, so only that shard is rewritten
+                    if previous.get("shard") in shards:
+                        entry["shard"] = previous["shard"]
+                    staged[name] = staging / members[name]
+                    report.clips_written += 1
+                manifest.record(name, entry)
+                bar.update()
+                if done % MANIFEST_FLUSH_EVERY == 0:
+                    manifest.flush()
+    finally:
+        bar.close()
+        manifest.flush()
+    return staged
+
+
+def _stamp(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def _write_shards(
+    rows_by_clip: dict[str, list[Record]],
+    rows: list[dict[str, Any]],
+    members: dict[str, str],
+    staged: dict[str, Path],
+    split_dir: Path,
+    manifest: _Manifest,
+    features: datasets.Features,
+    workers: int,
+    progress: bool,
+) -> list[str]:
+    """Pack clips and rows into shards, writing only shards whose content changed; returns those.
+
+    Kept clips stay in their shard (`shards.assign_shards`); a shard is rewritten when a clip of it was
+    added, removed or changed, or one of its rows changed (its fingerprint differs) or the file is not
+    the one recorded. Clips it keeps are copied from the old archive, new ones from staging.
+    """
+    states: dict[str, dict[str, Any]] = manifest.data.setdefault("shards", {})
+    previous = {
+        name: entry["shard"]
+        for name, entry in manifest.clips.items()
+        if name in rows_by_clip and entry.get("shard") in states
+    }
+    sizes = {name: manifest.clips[name]["source_size"] for name in rows_by_clip}
+    limits = {"max_bytes": shard_layout.MAX_SHARD_BYTES, "max_clips": shard_layout.MAX_SHARD_CLIPS}
+    assignment = assign_shards(sizes, previous, **limits)
+    clips_of: dict[str, list[str]] = defaultdict(list)
+    for name, shard in assignment.items():
+        clips_of[shard].append(name)
+    clip_of_member = {members[name]: name for name in rows_by_clip}
+    rows_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        rows_of[assignment[clip_of_member[row["file_name"]]]].append(row)
+
+    def plan(shard: str) -> tuple[str, ShardContent, str] | None:
+        names = sorted(clips_of[shard])
+        table = metadata_table(rows_of[shard], features)
+        fingerprint = shard_fingerprint({members[n]: manifest.clips[n]["sha256"] for n in names}, table)
+        state, path = states.get(shard), split_dir / shard
+        unchanged = state and state.get("fingerprint") == fingerprint and _is_plain_file(path)
+        if unchanged and state.get("written") == _stamp(path):  # type: ignore[union-attr]
+            return None
+        openers = {
+            members[n]: (partial(staged[n].open, "rb") if n in staged else member_opener(path, members[n]))
+            for n in names
+        }
+        return shard, ShardContent(openers, table), fingerprint  # type: ignore[arg-type]
+
+    plans = [p for p in (plan(shard) for shard in sorted(clips_of)) if p is not None]
+
+    def write(item: tuple[str, ShardContent, str]) -> str:
+        write_shard(split_dir / item[0], item[1])
+        return item[0]
+
+    fingerprints = {shard: fingerprint for shard, _, fingerprint in plans}
+    bar = tqdm(total=len(plans), desc="write shards", unit="shard", disable=not progress or not plans)
+    try:
+        with ThreadPoolExecutor(max(1, min(workers, len(plans)))) as pool:
+            for shard in pool.map(write, plans):
+                states[shard] = {
+                    "fingerprint": fingerprints[shard],
+                    "written": _stamp(split_dir / shard),
+                    "clips": len(clips_of[shard]),
+                    "rows": len(rows_of[shard]),
+                }
+                for name in clips_of[shard]:
+                    if manifest.clips[name].get("shard") != shard:
+                        manifest.record(name, {**manifest.clips[name], "shard": shard})
+                bar.update()
+                manifest.flush()
+    finally:
+        bar.close()
+    _remove_shards(split_dir, manifest, keep=set(clips_of))
+    return [f"{split_dir.name}/{shard}" for shard in sorted(fingerprints)]
+
+
+def _remove_shards(split_dir: Path, manifest: _Manifest, keep: set[str]) -> None:
+    """Delete shards this tool wrote that no clip uses any more, and leftover partial shards."""
+    states: dict[str, Any] = manifest.data.setdefault("shards", {})
+    for shard in sorted(set(states) - keep):
+        (split_dir / shard).unlink(missing_ok=True)
+        del states[shard]
+    for shard in keep | set(states):
+        (split_dir / f"{shard}.partial").unlink(missing_ok=True)
 
 
 def _remove_stale_clips(split_dir: Path, keep: set[str], owned: set[str]) -> None:
@@ -677,30 +935,42 @@ def _remove_stale_clips(split_dir: Path, keep: set[str], owned: set[str]) -> Non
         (split_dir / f"{name}.partial").unlink(missing_ok=True)
 
 
-def check_repo(out: Path, kind: Kind) -> None:
+def check_repo(out: Path, kind: Kind, *, shards: list[str] | None = None) -> None:
     """Prove a built folder: `load_dataset`, normal and streaming, gives the record and videos decode.
 
-    Uses a throw-away cache, so checking never leaves Arrow files in the user's cache.
+    A loose folder is loaded whole. For a sharded one, `shards` (paths relative to `out`) are the shards
+    this build wrote: they are loaded (rows, features, first and last video decoded), and the whole
+    folder is streamed to its first row, so a rebuild that changed nothing checks in seconds. Uses a
+    throw-away cache, so checking never leaves Arrow files in the user's cache.
     """
     import tempfile
 
     validate_croissant(out / "croissant.json")
     expected = record_features(kind)
     with tempfile.TemporaryDirectory(prefix="videokr-check-") as cache:
-        dataset = datasets.load_dataset(str(out), cache_dir=cache)
-        if len(dataset) != 1:
-            raise VideoKRError(f"{out}: expected one split, load_dataset gave {list(dataset)}")
-        split = next(iter(dataset.values()))
-        if split.features != expected:
-            raise VideoKRError(
-                f"{out}: load_dataset features differ from the record:\n{split.features}\n!=\n{expected}"
-            )
-        if len(split):
-            for index in {0, len(split) - 1}:
+        split = None
+        if shards is None or shards:
+            files = {Path(shards[0]).parent.name: list(shards)} if shards else None
+            dataset = datasets.load_dataset(str(out), data_files=files, cache_dir=cache)
+            if len(dataset) != 1:
+                raise VideoKRError(f"{out}: expected one split, load_dataset gave {list(dataset)}")
+            split = next(iter(dataset.values()))
+            if split.features != expected:
+                raise VideoKRError(
+                    f"{out}: load_dataset features differ from the record:\n{split.features}\n!=\n{expected}"
+                )
+            for index in sorted({0, len(split) - 1} if len(split) else set()):
                 _decode_one(out, split[index])
         streamed = next(iter(datasets.load_dataset(str(out), streaming=True).values()))
+        if streamed.features != expected:
+            raise VideoKRError(f"{out}: streaming features differ from the record:\n{streamed.features}")
         first = next(iter(streamed), None)
-        if len(split) and (first is None or first["id"] != split[0]["id"]):
+        if (
+            shards is None
+            and split is not None
+            and len(split)
+            and (first is None or first["id"] != split[0]["id"])
+        ):
             raise VideoKRError(f"{out}: streaming gives a different first row than load_dataset")
         if first is not None:
             _decode_one(out, first)
