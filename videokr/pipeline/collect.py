@@ -73,6 +73,44 @@ def _candidate(
 # --------------------------------------------------------------------------------------------- local
 
 
+def local_units(folder: str | Path, manifest: str | Path) -> list[dict[str, Any]]:
+    """One unit per clip file or manifest row (their union, sorted by file name): ``file`` and ``entry``."""
+    folder = Path(folder)
+    entries = {row["file"]: row for row in read_jsonl(manifest)}
+    files = sorted(
+        p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES
+    )
+    return [{"file": name, "entry": entries.get(name)} for name in sorted(set(files) | set(entries))]
+
+
+def local_candidate(folder: str | Path, unit: dict[str, Any]) -> Outcome:
+    """One unit of `local_units`: a candidate row, or the reason the clip may not be used."""
+    from videokr.vision.decode import probe
+
+    name, entry = unit["file"], unit["entry"]
+    video_id = str((entry or {}).get("id") or Path(name).stem)
+    if entry is None:
+        return Outcome(dropped=[(video_id, "license: unknown: no manifest entry")])
+    path = Path(folder) / name
+    if not path.exists():
+        return Outcome(dropped=[(video_id, "missing: listed in the manifest but not in the folder")])
+    try:
+        duration = probe(path).duration
+    except VideoDecodeError as exc:
+        return Outcome(dropped=[(video_id, f"unreadable: {exc.reason}")])
+    known = {"file", "id", "license", "title", "creator", "source_url"}
+    row, reason = _candidate(
+        video_id,
+        license_raw=entry.get("license"),
+        duration_s=duration,
+        title=entry.get("title"),
+        creator=entry.get("creator"),
+        source_url=entry.get("source_url"),
+        extra={"path": str(path.resolve()), **{k: v for k, v in entry.items() if k not in known}},
+    )
+    return Outcome(kept=[row]) if row else Outcome(dropped=[(video_id, str(reason))])
+
+
 def collect_local(
     folder: str | Path, manifest: str | Path, out: str | Path, *, progress: bool = True
 ) -> StageReport:
@@ -82,40 +120,15 @@ def collect_local(
     ``creator``, ``source_url`` and any extra fields (e.g. ``kp_id``), which are carried along. A clip
     without a manifest row is dropped as unlicensed; a manifest row without a clip is dropped as missing.
     """
-    from videokr.vision.decode import probe
-
-    folder = Path(folder)
-    entries = {row["file"]: row for row in read_jsonl(manifest)}
-    files = sorted(
-        p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES
+    return run_stage(
+        "collect-local",
+        local_units(folder, manifest),
+        lambda unit: unit["file"],
+        lambda unit: local_candidate(folder, unit),
+        out,
+        workers=2,
+        progress=progress,
     )
-    units = sorted(set(files) | set(entries))
-
-    def work(name: str) -> Outcome:
-        entry = entries.get(name)
-        video_id = str((entry or {}).get("id") or Path(name).stem)
-        if entry is None:
-            return Outcome(dropped=[(video_id, "license: unknown: no manifest entry")])
-        path = folder / name
-        if not path.exists():
-            return Outcome(dropped=[(video_id, "missing: listed in the manifest but not in the folder")])
-        try:
-            duration = probe(path).duration
-        except VideoDecodeError as exc:
-            return Outcome(dropped=[(video_id, f"unreadable: {exc.reason}")])
-        known = {"file", "id", "license", "title", "creator", "source_url"}
-        row, reason = _candidate(
-            video_id,
-            license_raw=entry.get("license"),
-            duration_s=duration,
-            title=entry.get("title"),
-            creator=entry.get("creator"),
-            source_url=entry.get("source_url"),
-            extra={"path": str(path.resolve()), **{k: v for k, v in entry.items() if k not in known}},
-        )
-        return Outcome(kept=[row]) if row else Outcome(dropped=[(video_id, str(reason))])
-
-    return run_stage("collect-local", units, lambda n: n, work, out, workers=2, progress=progress)
 
 
 # --------------------------------------------------------------------------------------------- youtube
@@ -228,6 +241,24 @@ def _check_relevance(value: Any) -> None:
         raise ValueError('expected {"relevant": true|false}')
 
 
+def relevance_unit(client: ModelClient, points: dict[str, dict[str, Any]], row: dict[str, Any]) -> Outcome:
+    """One candidate against its knowledge point (`points` by id): kept, with the point's subject fields."""
+    point = points.get(row.get("kp_id") or "")
+    if point is None:
+        return Outcome(dropped=[(row["id"], "no_knowledge_point: kp_id not in the bank")])
+    prompt = RELEVANCE_PROMPT.format(
+        knowledge_point=point["knowledge_point"],
+        subject=point["subject"],
+        title=row.get("title") or "",
+        description=(row.get("description") or "")[:1500],
+    )
+    verdict = client.chat_json([{"role": "user", "content": prompt}], check=_check_relevance)
+    if not verdict["relevant"]:
+        return Outcome(dropped=[(row["id"], f"irrelevant: {verdict.get('reason', '')}")])
+    enriched = {k: point[k] for k in ("discipline", "subject", "knowledge_point")}
+    return Outcome(kept=[{**row, **enriched}])
+
+
 def judge_relevance(
     client: ModelClient,
     candidates: str | Path,
@@ -239,26 +270,15 @@ def judge_relevance(
 ) -> StageReport:
     """The metadata relevance judge: keep candidates whose title and description fit their knowledge point."""
     points = {row["id"]: row for row in read_jsonl(bank)}
-    rows = read_jsonl(candidates)
-
-    def work(row: dict[str, Any]) -> Outcome:
-        point = points.get(row.get("kp_id") or "")
-        if point is None:
-            return Outcome(dropped=[(row["id"], "no_knowledge_point: kp_id not in the bank")])
-        prompt = RELEVANCE_PROMPT.format(
-            knowledge_point=point["knowledge_point"],
-            subject=point["subject"],
-            title=row.get("title") or "",
-            description=(row.get("description") or "")[:1500],
-        )
-        verdict = client.chat_json([{"role": "user", "content": prompt}], check=_check_relevance)
-        if not verdict["relevant"]:
-            return Outcome(dropped=[(row["id"], f"irrelevant: {verdict.get('reason', '')}")])
-        enriched = {k: point[k] for k in ("discipline", "subject", "knowledge_point")}
-        return Outcome(kept=[{**row, **enriched}])
-
     return run_stage(
-        "relevance", rows, lambda r: r["id"], work, out, clients=[client], workers=workers, progress=progress
+        "relevance",
+        read_jsonl(candidates),
+        lambda r: r["id"],
+        lambda row: relevance_unit(client, points, row),
+        out,
+        clients=[client],
+        workers=workers,
+        progress=progress,
     )
 
 

@@ -178,6 +178,19 @@ def benchmark_index_from_eval(eval_jsonl: str | Path) -> BenchmarkIndex:
     return BenchmarkIndex.from_paths(paths, {name: video_id(name) for name in paths})
 
 
+def decontaminate_unit(index: BenchmarkIndex, row: dict[str, Any]) -> Outcome:
+    """One candidate (``id``, ``path``): kept unless it is a benchmark video or overlaps one's footage."""
+    vid = video_id(row.get("source_url")) or video_id(row.get("path")) or video_id(row["id"])
+    if vid and vid in index.video_ids:
+        reason = f"video_id: same video as benchmark clip {index.video_ids[vid]}"
+        return Outcome(dropped=[(row["id"], reason)])
+    found = index.match(frame_hashes(row["path"]))
+    if found is not None:
+        detail = f"{found.benchmark} at offset {found.offset}s ({found.fraction:.0%} of a window)"
+        return Outcome(dropped=[(row["id"], f"near_duplicate: {detail}")])
+    return Outcome(kept=[row])
+
+
 def decontaminate(
     candidates: str | Path | Iterable[dict[str, Any]],
     index: BenchmarkIndex,
@@ -188,17 +201,12 @@ def decontaminate(
 ) -> StageReport:
     """Keep the candidate videos (rows with ``id`` and ``path``) that overlap no benchmark clip."""
     rows = read_jsonl(candidates) if isinstance(candidates, str | Path) else list(candidates)
-
-    def work(row: dict[str, Any]) -> Outcome:
-        vid = video_id(row.get("source_url")) or video_id(row.get("path")) or video_id(row["id"])
-        if vid and vid in index.video_ids:
-            return Outcome(
-                dropped=[(row["id"], f"video_id: same video as benchmark clip {index.video_ids[vid]}")]
-            )
-        found = index.match(frame_hashes(row["path"]))
-        if found is not None:
-            detail = f"{found.benchmark} at offset {found.offset}s ({found.fraction:.0%} of a window)"
-            return Outcome(dropped=[(row["id"], f"near_duplicate: {detail}")])
-        return Outcome(kept=[row])
-
-    return run_stage("decontaminate", rows, lambda r: r["id"], work, out, workers=workers, progress=progress)
+    return run_stage(
+        "decontaminate",
+        rows,
+        lambda r: r["id"],
+        lambda row: decontaminate_unit(index, row),
+        out,
+        workers=workers,
+        progress=progress,
+    )

@@ -24,6 +24,22 @@ from videokr.pipeline.common import Outcome, StageReport, read_jsonl, run_stage
 DEPENDENCY_FRAMES = 4
 
 
+def answered_without_video(client: ModelClient, row: dict[str, Any], frames: int = DEPENDENCY_FRAMES) -> bool:
+    """Whether `client` answers the example right from the text plus `frames` random frames (seeded by
+    the example, so every model and every re-run sees the same frames)."""
+    record = parse_row(row, "rl")
+    shown = random_frames(record.video, frames, record.id, "video-dependency")
+    return attempt(client, record, shown).correct
+
+
+def dependency_verdict(row: dict[str, Any], answered: Sequence[tuple[str, bool]], frames: int) -> Outcome:
+    """Drop the example when every model (name, answered right) got it right without the video."""
+    if all(right for _, right in answered):
+        names = ", ".join(name for name, _ in answered)
+        return Outcome(dropped=[(row["id"], f"video_independent: answered from {frames} frames by {names}")])
+    return Outcome(kept=[row])
+
+
 def video_dependency(
     clients: Sequence[ModelClient],
     examples: str | Path,
@@ -36,22 +52,14 @@ def video_dependency(
     """Drop examples that every one of `clients` (the paper uses two) answers right from `frames` frames."""
     if len(clients) < 2:
         raise ValueError("the video-dependency filter needs at least two models")
-    rows = read_jsonl(examples)
 
     def work(row: dict[str, Any]) -> Outcome:
-        record = parse_row(row, "rl")
-        shown = random_frames(record.video, frames, record.id, "video-dependency")
-        results = [attempt(client, record, shown) for client in clients]
-        if all(r.correct for r in results):
-            names = ", ".join(c.model for c in clients)
-            return Outcome(
-                dropped=[(record.id, f"video_independent: answered from {frames} frames by {names}")]
-            )
-        return Outcome(kept=[row])
+        answered = [(c.model, answered_without_video(c, row, frames)) for c in clients]
+        return dependency_verdict(row, answered, frames)
 
     return run_stage(
         "video-dependency",
-        rows,
+        read_jsonl(examples),
         lambda r: r["id"],
         work,
         out,
@@ -74,29 +82,32 @@ def _check_verdict(value: Any) -> None:
         raise ValueError('expected {"supported": true|false}')
 
 
+def rationale_unit(client: ModelClient, row: dict[str, Any]) -> Outcome:
+    """One example: kept when the checking model finds every step of its rationale supported."""
+    record = parse_row(row, "sft")
+    frames = clip_frames(record.video)
+    options = "".join(line + "\n" for line in format_options(record.options))
+    prompt = RATIONALE_PROMPT.format(
+        question=record.question, options=options, answer=record.answer, think=record.think
+    )
+    content = [*frame_parts(frames.frames, frames.timestamps), text_part(prompt)]
+    verdict = client.chat_json([{"role": "user", "content": content}], check=_check_verdict, max_tokens=512)
+    if not verdict["supported"]:
+        return Outcome(dropped=[(record.id, f"unsupported_rationale: {verdict.get('unsupported_step', '')}")])
+    return Outcome(kept=[row])
+
+
 def validate_rationales(
     client: ModelClient, examples: str | Path, out: str | Path, *, workers: int = 4, progress: bool = True
 ) -> StageReport:
     """Keep examples whose rationale (``think``) the checking model finds supported at every step."""
-    rows = read_jsonl(examples)
-
-    def work(row: dict[str, Any]) -> Outcome:
-        record = parse_row(row, "sft")
-        frames = clip_frames(record.video)
-        options = "".join(line + "\n" for line in format_options(record.options))
-        prompt = RATIONALE_PROMPT.format(
-            question=record.question, options=options, answer=record.answer, think=record.think
-        )
-        content = [*frame_parts(frames.frames, frames.timestamps), text_part(prompt)]
-        verdict = client.chat_json(
-            [{"role": "user", "content": content}], check=_check_verdict, max_tokens=512
-        )
-        if not verdict["supported"]:
-            return Outcome(
-                dropped=[(record.id, f"unsupported_rationale: {verdict.get('unsupported_step', '')}")]
-            )
-        return Outcome(kept=[row])
-
     return run_stage(
-        "rationale", rows, lambda r: r["id"], work, out, clients=[client], workers=workers, progress=progress
+        "rationale",
+        read_jsonl(examples),
+        lambda r: r["id"],
+        lambda row: rationale_unit(client, row),
+        out,
+        clients=[client],
+        workers=workers,
+        progress=progress,
     )

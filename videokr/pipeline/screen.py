@@ -70,35 +70,33 @@ def _clip_path(row: dict[str, Any]) -> str | None:
     return str(path) if path else None
 
 
+def visual_relevance_unit(client: ModelClient, row: dict[str, Any]) -> Outcome:
+    """One candidate: kept when its overview frames show its knowledge point, else dropped with why."""
+    path = _clip_path(row)
+    if path is None or not row.get("knowledge_point"):
+        return Outcome(dropped=[(row["id"], "incomplete: needs a downloaded `path` and a `knowledge_point`")])
+    try:
+        frames = _overview_frames(path)
+    except VideoDecodeError as exc:
+        return Outcome(dropped=[(row["id"], f"undecodable: {exc}")])
+    prompt = VISUAL_RELEVANCE_PROMPT.format(
+        knowledge_point=row["knowledge_point"], subject=row.get("subject") or "unknown subject"
+    )
+    verdict = _ask(client, frames, prompt, "relevant")
+    if not verdict["relevant"]:
+        return Outcome(dropped=[(row["id"], f"visually_irrelevant: {verdict.get('reason', '')}")])
+    return Outcome(kept=[row])
+
+
 def judge_visual_relevance(
     client: ModelClient, candidates: str | Path, out: str | Path, *, workers: int = 4, progress: bool = True
 ) -> StageReport:
     """Keep downloaded candidates whose frames (0.2 fps, 4 to 16 of them) show their knowledge point."""
-    rows = read_jsonl(candidates)
-
-    def work(row: dict[str, Any]) -> Outcome:
-        path = _clip_path(row)
-        if path is None or not row.get("knowledge_point"):
-            return Outcome(
-                dropped=[(row["id"], "incomplete: needs a downloaded `path` and a `knowledge_point`")]
-            )
-        try:
-            frames = _overview_frames(path)
-        except VideoDecodeError as exc:
-            return Outcome(dropped=[(row["id"], f"undecodable: {exc}")])
-        prompt = VISUAL_RELEVANCE_PROMPT.format(
-            knowledge_point=row["knowledge_point"], subject=row.get("subject") or "unknown subject"
-        )
-        verdict = _ask(client, frames, prompt, "relevant")
-        if not verdict["relevant"]:
-            return Outcome(dropped=[(row["id"], f"visually_irrelevant: {verdict.get('reason', '')}")])
-        return Outcome(kept=[row])
-
     return run_stage(
         "visual-relevance",
-        rows,
+        read_jsonl(candidates),
         lambda r: r["id"],
-        work,
+        lambda row: visual_relevance_unit(client, row),
         out,
         clients=[client],
         workers=workers,
@@ -106,25 +104,32 @@ def judge_visual_relevance(
     )
 
 
+def safety_unit(client: ModelClient, row: dict[str, Any]) -> Outcome:
+    """One candidate: kept when the model finds its four random frames (seeded by clip id) safe."""
+    path = _clip_path(row)
+    if path is None:
+        return Outcome(dropped=[(row["id"], "incomplete: needs a downloaded `path`")])
+    try:
+        frames = random_frames(path, SAFETY_FRAMES, row["id"], "safety")
+    except VideoDecodeError as exc:
+        return Outcome(dropped=[(row["id"], f"undecodable: {exc}")])
+    verdict = _ask(client, frames, SAFETY_PROMPT, "safe")
+    if not verdict["safe"]:
+        return Outcome(dropped=[(row["id"], f"unsafe: {verdict.get('reason', '')}")])
+    return Outcome(kept=[row])
+
+
 def check_safety(
     client: ModelClient, candidates: str | Path, out: str | Path, *, workers: int = 4, progress: bool = True
 ) -> StageReport:
     """Keep candidates whose four random frames (seeded by clip id, so re-runs agree) the model finds safe."""
-    rows = read_jsonl(candidates)
-
-    def work(row: dict[str, Any]) -> Outcome:
-        path = _clip_path(row)
-        if path is None:
-            return Outcome(dropped=[(row["id"], "incomplete: needs a downloaded `path`")])
-        try:
-            frames = random_frames(path, SAFETY_FRAMES, row["id"], "safety")
-        except VideoDecodeError as exc:
-            return Outcome(dropped=[(row["id"], f"undecodable: {exc}")])
-        verdict = _ask(client, frames, SAFETY_PROMPT, "safe")
-        if not verdict["safe"]:
-            return Outcome(dropped=[(row["id"], f"unsafe: {verdict.get('reason', '')}")])
-        return Outcome(kept=[row])
-
     return run_stage(
-        "safety", rows, lambda r: r["id"], work, out, clients=[client], workers=workers, progress=progress
+        "safety",
+        read_jsonl(candidates),
+        lambda r: r["id"],
+        lambda row: safety_unit(client, row),
+        out,
+        clients=[client],
+        workers=workers,
+        progress=progress,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from videokr.data.records import parse_row
 from videokr.pipeline.ask import attempt, clip_frames
@@ -26,26 +27,31 @@ def rationale(reply: str) -> str | None:
     return text or None
 
 
+def verify_unit(client: ModelClient, row: dict[str, Any]) -> Outcome:
+    """One example: kept (with ``think`` set to the re-derivation) when the model re-derives its answer."""
+    record = parse_row(row, "rl")
+    result = attempt(client, record, clip_frames(record.video))
+    if not result.correct:
+        got = result.predicted if result.predicted is not None else "no answer"
+        return Outcome(dropped=[(record.id, f"inconsistent: re-derived {got!r}, expected {record.answer!r}")])
+    think = rationale(result.reply)
+    if think is None:
+        return Outcome(dropped=[(record.id, "no_rationale: the re-derivation has no <think> block")])
+    record.think = think
+    return Outcome(kept=[record.to_dict()])
+
+
 def verify(
     client: ModelClient, examples: str | Path, out: str | Path, *, workers: int = 4, progress: bool = True
 ) -> StageReport:
     """Keep examples the model re-derives; kept rows gain ``think`` (its re-derivation)."""
-    rows = read_jsonl(examples)
-
-    def work(row: dict) -> Outcome:
-        record = parse_row(row, "rl")
-        result = attempt(client, record, clip_frames(record.video))
-        if not result.correct:
-            got = result.predicted if result.predicted is not None else "no answer"
-            return Outcome(
-                dropped=[(record.id, f"inconsistent: re-derived {got!r}, expected {record.answer!r}")]
-            )
-        think = rationale(result.reply)
-        if think is None:
-            return Outcome(dropped=[(record.id, "no_rationale: the re-derivation has no <think> block")])
-        record.think = think
-        return Outcome(kept=[record.to_dict()])
-
     return run_stage(
-        "verify", rows, lambda r: r["id"], work, out, clients=[client], workers=workers, progress=progress
+        "verify",
+        read_jsonl(examples),
+        lambda r: r["id"],
+        lambda row: verify_unit(client, row),
+        out,
+        clients=[client],
+        workers=workers,
+        progress=progress,
     )
