@@ -71,6 +71,18 @@ def _build(args: argparse.Namespace) -> int:
     return 1 if report.problems and args.strict else 0
 
 
+def _training_view(args: argparse.Namespace) -> int:
+    from videokr.data.training_view import ViewSettings, build_training_view
+
+    settings = ViewSettings(
+        args.fps, args.max_frames, args.num_frames, args.max_pixels, args.min_pixels, args.factor
+    )
+    report = build_training_view(args.folder, args.out, settings, workers=args.workers)
+    print(report.summary())
+    print(f"wrote {args.out} (report: {args.out}/.videokr/training_view.json)")
+    return 1 if report.kept_out and args.strict else 0
+
+
 def _publish(args: argparse.Namespace) -> int:
     from videokr.data.publish import publish_command
 
@@ -168,6 +180,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep rows whose clip licence is not Creative Commons or not given (kept out by default); the "
         "card then counts clips by licence",
     )
+
+    from videokr.vision.sampling import (
+        PAPER_FPS,
+        PAPER_MAX_FRAMES,
+        PAPER_MAX_PIXELS,
+        PAPER_MIN_PIXELS,
+        QWEN2_5_VL_FACTOR,
+    )
+
+    view = add(
+        "training-view",
+        _training_view,
+        "Write the training view of a built folder: each clip re-encoded once to exactly the frames and "
+        "size the model is shown at these settings, with the source's timestamps (defaults: the paper's). "
+        "Re-running resumes.",
+    )
+    view.add_argument("folder", type=Path, help="a folder written by `videokr build`")
+    view.add_argument("out", type=Path, help="output folder: new, empty, or an earlier view of it (resumed)")
+    view.add_argument("--fps", type=float, default=PAPER_FPS, help="frames sampled per second (paper: 2)")
+    view.add_argument(
+        "--max-frames", type=int, default=PAPER_MAX_FRAMES, help="frames per clip at most (128)"
+    )
+    view.add_argument("--num-frames", type=int, default=None, help="a fixed frame count instead of --fps")
+    view.add_argument("--max-pixels", type=int, default=PAPER_MAX_PIXELS, help="pixels per frame at most")
+    view.add_argument("--min-pixels", type=int, default=PAPER_MIN_PIXELS, help="pixels per frame at least")
+    view.add_argument(
+        "--factor",
+        type=int,
+        default=QWEN2_5_VL_FACTOR,
+        help="the processor's patch size × merge size: 28 for Qwen2/2.5-VL (default), 32 for Qwen3-VL",
+    )
+    view.add_argument("--workers", type=int, default=1, help="clips encoded in parallel (default: 1)")
+    view.add_argument("--strict", action="store_true", help="exit 1 when any row was kept out")
 
     publish = add(
         "publish",

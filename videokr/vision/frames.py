@@ -33,6 +33,7 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as tv_functional
 
+from videokr.data.training_view import ViewClip, ViewSettings, read_view_clip
 from videokr.errors import VideoDecodeError
 from videokr.vision.decode import probe, sample_frames
 from videokr.vision.sampling import FrameSampling, smart_size
@@ -167,24 +168,44 @@ class VisualLoader:
                 ) from error
 
     def _video(self, path: str) -> Visual:
+        view = read_view_clip(path)
+        if view is not None:
+            return self._view(path, view)
         s = self.sampling
-        sampled = sample_frames(
-            path,
-            fps=s.fps,
-            max_frames=s.max_frames,
-            num_frames=s.num_frames,
-            # The Qwen processors pair frames (temporal patch 2) and pad an odd count with a copy of the
-            # last frame; an even count spends that slot on a real frame instead.
-            multiple_of=2 if s.num_frames is None and s.max_frames >= 2 else 1,
-            # Qwen3-VL refuses fewer frames than one temporal patch; a very short clip still gives two.
-            min_frames=2 if s.max_frames >= 2 else 1,
-            backend=s.backend,
-            size=self.target_size,
-        )
+        sampled = sample_frames(path, **s.index_rule(), backend=s.backend, size=self.target_size)
         indices = tuple(int(i) for i in sampled.metadata.frames_indices)
         return Visual("video", _channels_first(sampled.frames), sampled.metadata, indices)
 
+    def _view(self, path: str, view: ViewClip) -> Visual:
+        """A training-view clip: made for this run's settings (else `TrainingViewMismatch`), its frames
+        decoded as they are, with the source's timing, so the processor places them as it would have
+        placed the original's (see `videokr.data.training_view`)."""
+        from transformers.video_utils import VideoMetadata
+
+        view.settings.check(ViewSettings.of(self.sampling, self.factor), path)
+        sampled = sample_frames(path, indices=range(len(view.indices)), backend=self.sampling.backend)
+        expected = self.target_size(view.source_height, view.source_width)
+        if sampled.frames.shape[1:3] != expected:
+            raise VideoDecodeError(
+                path, f"training-view frames are {sampled.frames.shape[1:3]}, its tag says {expected}"
+            )
+        metadata = VideoMetadata(
+            total_num_frames=view.source_num_frames,
+            fps=view.source_fps,
+            width=view.source_width,
+            height=view.source_height,
+            duration=view.source_num_frames / view.source_fps,
+            video_backend=sampled.backend,
+            frames_indices=list(view.indices),
+        )
+        return Visual("video", _channels_first(sampled.frames), metadata, view.indices)
+
     def _frame(self, path: str, index: int) -> Visual:
+        if read_view_clip(path) is not None:
+            raise ValueError(
+                f"{path} is a training-view clip, which holds only the frames sampled for training; show "
+                "single frames from the original clips"
+            )
         sampled = sample_frames(path, indices=[index], backend=self.sampling.backend, size=self.target_size)
         return Visual("single_frame", _channels_first(sampled.frames), None, (int(index),))
 

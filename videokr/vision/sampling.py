@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "PAPER_FPS",
     "PAPER_MAX_FRAMES",
     "PAPER_MAX_PIXELS",
     "PAPER_MIN_PIXELS",
+    "QWEN2_5_VL_FACTOR",
     "FrameSampling",
     "smart_size",
 ]
@@ -27,6 +29,8 @@ PAPER_MAX_FRAMES = 128
 PAPER_MAX_PIXELS = 100_352
 #: Smallest frame area after resizing, 4 × 28 × 28 (qwen-vl-utils' ``VIDEO_MIN_PIXELS``).
 PAPER_MIN_PIXELS = 3136
+#: The resize grid of Qwen2/2.5-VL, patch size × merge size (14 × 2); Qwen3-VL's is 32 (16 × 2).
+QWEN2_5_VL_FACTOR = 28
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,23 @@ class FrameSampling:
     max_pixels: int = PAPER_MAX_PIXELS
     min_pixels: int = PAPER_MIN_PIXELS
     backend: str | None = None
+
+    def index_rule(self) -> dict[str, Any]:
+        """The `videokr.vision.decode.sample_frames` arguments that pick the frames, the same for the model
+        loader and for a training view (so a view holds exactly the frames the loader would decode).
+
+        The Qwen processors pair frames (temporal patch 2) and pad an odd count with a copy of the last
+        frame; an even count spends that slot on a real frame instead. Qwen3-VL refuses fewer frames than
+        one temporal patch, so a very short clip still gives two.
+        """
+        pairs = self.num_frames is None and self.max_frames >= 2
+        return {
+            "fps": self.fps,
+            "max_frames": self.max_frames,
+            "num_frames": self.num_frames,
+            "multiple_of": 2 if pairs else 1,
+            "min_frames": 2 if self.max_frames >= 2 else 1,
+        }
 
 
 def smart_size(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
