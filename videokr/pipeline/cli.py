@@ -192,6 +192,28 @@ def _probe(args: argparse.Namespace) -> int:
     return _print(report)
 
 
+def _run(args: argparse.Namespace) -> int:
+    from videokr.pipeline.chain import RunConfig, drops_table, run_chain
+
+    config = RunConfig.load(args.config)
+    reports = run_chain(config)
+    if not reports:
+        print(f"submitted; stage reports will be under {config.work_dir}/<stage>/report.json")
+        return 0
+    print(drops_table(reports))
+    print(f"release folder: {config.release_dir} (next: videokr build)")
+    return 0
+
+
+RUN_HELP = """\
+Run the whole chain from a knowledge-bank slice and a folder of licensed clips to a release folder
+`videokr build` takes: collect-local, relevance, visual-relevance, safety, decontaminate (with
+`benchmark`), generate, verify, filter-dependency, filter-rationale, split and release. Each stage runs
+on datatrove; `executor: {type: local|slurm|ray, ...}` in the config says where. Run it again to resume:
+finished tasks are skipped and answered requests come from the cache. See the README's Pipeline section
+for the config keys."""
+
+
 def add_pipeline_commands(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``pipeline`` (with one sub-command per stage) to the main parser's sub-parsers."""
     pipeline = subparsers.add_parser(
@@ -201,6 +223,14 @@ def add_pipeline_commands(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     stages = pipeline.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    run = stages.add_parser(
+        "run",
+        help="The whole chain from a config file, on a local, Slurm or Ray executor.",
+        description=RUN_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("config", type=Path, help="the run config (YAML)")
+    run.set_defaults(handler=_run)
 
     def add(name: str, handler: Handler, help_text: str, *, models: bool = True) -> argparse.ArgumentParser:
         sub = stages.add_parser(name, help=help_text, description=help_text)

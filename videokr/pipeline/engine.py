@@ -41,6 +41,7 @@ from datatrove.pipeline.inference.run_inference import InferenceConfig, Inferenc
 from datatrove.pipeline.writers.jsonl import JsonlWriter
 from tqdm.auto import tqdm
 
+from videokr.errors import VideoKRError
 from videokr.pipeline.client import Completion, Counters, ModelClient, RequestError
 from videokr.pipeline.common import UNIT_ERRORS, Outcome, StageReport, read_jsonl, write_jsonl
 
@@ -293,7 +294,7 @@ def merge_outcomes(root: str | Path, stage: str, input_path: str | Path) -> Stag
     total = len(read_jsonl(input_path))
     missing = [i for i in range(total) if i not in by_index]
     if missing:
-        raise RuntimeError(
+        raise VideoKRError(
             f"stage {stage}: {len(missing)} of {total} units have no outcome (first: input row "
             f"{missing[0]}); run the pipeline again to finish them"
         )

@@ -343,20 +343,19 @@ class Oracle:
 class OracleServer:
     """``with OracleServer(oracle) as server:`` an OpenAI-compatible endpoint at `server.base_url`.
 
-    `answered` counts every answered request by its body's hash. `hold()` makes every later request wait;
-    `release()` answers them, `abandon()` closes them unanswered and uncounted (a test kills the run while
-    its requests hang, then abandons them: a request nobody received was not made).
+    `answered` counts every answered request by its body's hash. With `hold_after` set, requests after
+    that many wait unanswered (`waiting` counts them) until `abandon()` closes them unanswered and
+    uncounted: a test kills the run while they hang, and a request nobody received was not made.
     """
 
-    def __init__(self, oracle: Oracle) -> None:
+    def __init__(self, oracle: Oracle, *, hold_after: int | None = None) -> None:
         self.oracle = oracle
+        self.hold_after = hold_after
         self.answered: Counter[str] = Counter()
-        self.tokens = 0
-        self._lock = threading.Lock()
-        self._open = threading.Event()
-        self._open.set()
-        self._epoch = 0
+        self.admitted = 0
         self.waiting = 0
+        self._lock = threading.Lock()
+        self._abandoned = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -365,23 +364,18 @@ class OracleServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_port}/v1"
 
-    def hold(self) -> None:
-        self._open.clear()
-
-    def release(self) -> None:
-        self._open.set()
-
     def abandon(self) -> None:
+        """Close every held request unanswered; later requests are answered again."""
         with self._lock:
-            self._epoch += 1
-        self._open.set()
+            self.hold_after = None
+        self._abandoned.set()
 
     def __enter__(self) -> OracleServer:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.release()
+        self.abandon()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
@@ -413,13 +407,11 @@ class OracleServer:
                     return
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 with server._lock:
-                    server.waiting += 1
-                    epoch = server._epoch
-                server._open.wait()
-                with server._lock:
-                    server.waiting -= 1
-                    abandoned = epoch != server._epoch
-                if abandoned:
+                    server.admitted += 1
+                    held = server.hold_after is not None and server.admitted > server.hold_after
+                    server.waiting += held
+                if held:
+                    server._abandoned.wait()
                     self.close_connection = True
                     return
                 payload = json.loads(body)
@@ -427,7 +419,6 @@ class OracleServer:
                 prompt_tokens, completion_tokens = len(body) // 4, len(text.split())
                 with server._lock:
                     server.answered[hashlib.sha256(body).hexdigest()] += 1
-                    server.tokens += prompt_tokens + completion_tokens
                 self._send(200, {
                     "id": "oracle", "object": "chat.completion", "model": payload.get("model"),
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text},

@@ -1,0 +1,184 @@
+"""The construction chain on datatrove against the loopback oracle: the drops each filter must make,
+a release `videokr build` turns into a dataset that loads, every model request made once, a run killed
+mid-stage and resumed ending where an uninterrupted one does, and the same output on Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from videokr.pipeline.chain import RunConfig, run_chain
+from videokr.pipeline.engine import rows_path
+from videokr.pipeline.oracle import MODEL_STAGES, Faults, Oracle, OracleServer, SampleRun, prepare_sample_run
+
+FAULTS = Faults(wrong_share=0.2, malformed_share=0.2, guessable_share=0.2)
+STAGE_OF_CODE = {
+    "irrelevant": "relevance",
+    "visually_irrelevant": "visual-relevance",
+    "unsafe": "safety",
+    "invalid_example": "generate",
+    "inconsistent": "verify",
+    "video_independent": "filter-dependency",
+    "unsupported_rationale": "filter-rationale",
+}
+
+
+@pytest.fixture(scope="module")
+def sample_run(sample_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> SampleRun:
+    return prepare_sample_run(sample_corpus, tmp_path_factory.mktemp("inputs"), clips=6)
+
+
+def release_files(release: Path) -> dict[str, bytes]:
+    """Every file of a release folder (the JSONL and the clips), by relative path."""
+    files = sorted(p for p in release.rglob("*") if p.is_file())
+    return {p.relative_to(release).as_posix(): p.read_bytes() for p in files}
+
+
+def chain_outputs(work: Path) -> dict[str, bytes]:
+    return {p.parent.name: p.read_bytes() for p in sorted(work.glob("*/rows.jsonl"))}
+
+
+@pytest.fixture(scope="module")
+def reference(sample_run: SampleRun, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One uninterrupted run on the local executor (2 tasks per stage), with what the server saw."""
+    root = tmp_path_factory.mktemp("reference")
+    with OracleServer(Oracle(sample_run, FAULTS)) as server:
+        config = RunConfig.from_dict(
+            sample_run.config(
+                root / "work",
+                root / "release",
+                server.base_url,
+                executor={"type": "local", "tasks": 2, "workers": 1},
+            )
+        )
+        reports = run_chain(config)
+    return {"root": root, "reports": {r["stage"]: r for r in reports}, "answered": dict(server.answered)}
+
+
+def test_each_filter_drops_what_the_oracle_got_wrong_and_the_release_builds(
+    sample_run: SampleRun, reference: dict[str, Any], tmp_path: Path
+) -> None:
+    from datasets import load_from_disk
+
+    from videokr.cli import main
+
+    reports = reference["reports"]
+    expected = Oracle(sample_run, FAULTS).expected()
+    assert all(expected[stage] for stage in MODEL_STAGES), "the faults must give every filter work"
+    collect = reports["collect-local"]
+    assert set(collect["dropped_ids"]["license"]) == set(sample_run.expected_collect_drops)
+    for code, stage in STAGE_OF_CODE.items():
+        assert set(reports[stage]["dropped_ids"].get(code, [])) == expected[stage], stage
+        assert sum(reports[stage]["dropped"].values()) == len(expected[stage]), stage
+    # Malformed replies were repaired, not dropped; tokens were counted per model.
+    assert sum(m["repairs"] for r in reports.values() for m in r["models"].values()) > 0
+    assert reports["verify"]["models"]["oracle"]["completion_tokens"] > 0
+    assert set(reports["filter-dependency"]["models"]) == {"blind-b"}
+    # Every request was made exactly once.
+    assert set(reference["answered"].values()) == {1}
+
+    release = reference["root"] / "release"
+    kept = reports["filter-rationale"]["kept"]
+    split = json.loads((release / "split.json").read_text())
+    assert kept > 0 and split["sft_examples"] + split["rl_examples"] == kept
+    built = tmp_path / "built"
+    assert main(["build", "sft", "--source", str(release / "VideoKR-Train"), "--out", str(built)]) == 0
+    dataset = load_from_disk(str(built)) if (built / "dataset_dict.json").exists() else None
+    if dataset is None:
+        from datasets import load_dataset
+
+        dataset = load_dataset(str(built))
+    rows = dataset["train"] if "train" in dataset else next(iter(dataset.values()))
+    assert len(rows) == split["sft_examples"]
+    think = rows[0]["think"] if "think" in rows.column_names else rows[0]["solution"]
+    assert think
+
+
+def _count_cache_entries(cache: Path) -> int:
+    return sum(1 for _ in cache.glob("*/*.json")) if cache.exists() else 0
+
+
+def test_a_run_killed_mid_stage_resumes_without_asking_twice(
+    sample_run: SampleRun, reference: dict[str, Any], tmp_path: Path
+) -> None:
+    total = len(reference["answered"])
+    stop_after = total // 2  # well inside the chain, in a model stage
+    config_file = tmp_path / "run.yaml"
+    with OracleServer(Oracle(sample_run, FAULTS), hold_after=stop_after) as server:
+        raw = sample_run.config(
+            tmp_path / "work",
+            tmp_path / "release",
+            server.base_url,
+            executor={"type": "local", "tasks": 2, "workers": 1},
+        )
+        config_file.write_text(yaml.safe_dump(raw), encoding="utf-8")
+        log = (tmp_path / "killed.log").open("w")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "videokr.cli", "pipeline", "run", str(config_file)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+        try:
+            deadline = time.monotonic() + 120
+            # Held requests are in flight; wait until every answered one is in the cache, then kill.
+            cache = tmp_path / "work" / "cache"
+            while not (server.waiting > 0 and _count_cache_entries(cache) == stop_after):
+                assert process.poll() is None, (tmp_path / "killed.log").read_text()[-2000:]
+                assert time.monotonic() < deadline, "the run never reached the held request"
+                time.sleep(0.05)
+        finally:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            log.close()
+        server.abandon()
+        first = dict(server.answered)
+        assert sum(first.values()) == stop_after
+        unfinished = [s for s in MODEL_STAGES if not rows_path(tmp_path / "work", s).exists()]
+        assert unfinished, "the kill must land before the last stage"
+
+        server.hold_after = None
+        run_chain(RunConfig.load(config_file))
+        both = dict(server.answered)
+
+    assert both == reference["answered"]  # the same requests, each made exactly once over both runs
+    assert chain_outputs(tmp_path / "work") == chain_outputs(reference["root"] / "work")
+    assert release_files(tmp_path / "release") == release_files(reference["root"] / "release")
+
+
+def test_the_chain_on_ray_in_local_mode_writes_the_same_release(
+    sample_run: SampleRun, reference: dict[str, Any], tmp_path: Path
+) -> None:
+    ray = pytest.importorskip("ray", reason="ray is an optional extra (pip install 'videokr[ray]')")
+    with OracleServer(Oracle(sample_run, FAULTS)) as server:
+        config = RunConfig.from_dict(
+            sample_run.config(
+                tmp_path / "work",
+                tmp_path / "release",
+                server.base_url,
+                executor={
+                    "type": "ray",
+                    "tasks": 2,
+                    "workers": 2,
+                    "cpus_per_task": 1,
+                    "mem_per_cpu_gb": 0.5,
+                    "init": {"num_cpus": 2},
+                },
+            )
+        )
+        try:
+            run_chain(config)
+        finally:
+            ray.shutdown()
+    assert chain_outputs(tmp_path / "work") == chain_outputs(reference["root"] / "work")
+    assert release_files(tmp_path / "release") == release_files(reference["root"] / "release")
