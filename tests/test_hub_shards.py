@@ -106,3 +106,21 @@ def test_auto_layout_is_loose_for_small_sets_and_shards_beyond() -> None:
     assert shards.choose_layout("auto", 26, 10**6) == "loose"
     assert shards.choose_layout("auto", 85_934, 3 * 10**8) == "shards"
     assert shards.choose_layout("loose", 85_934, 3 * 10**8) == "loose"
+
+
+def test_publish_sends_the_card_files_and_the_shards_only(both: dict[str, Path], tmp_path: Path) -> None:
+    from videokr.data.publish import PublishError, plan_upload
+
+    plan = plan_upload(both["sharded"])
+    assert [f.path for f in plan.files] == [
+        "ATTRIBUTION.md",
+        "README.md",
+        "croissant.json",
+        *(f"{SPEC.split}/shard-0000{i}.zip" for i in range(3)),
+    ]
+    broken = tmp_path / "broken"
+    shutil.copytree(both["sharded"], broken)
+    shard = broken / SPEC.split / "shard-00001.zip"
+    shard.write_bytes(shard.read_bytes()[:-100])  # cut short: the central directory is gone
+    with pytest.raises(PublishError, match="shard-00001.zip is not a readable shard"):
+        plan_upload(broken)

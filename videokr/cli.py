@@ -65,6 +65,7 @@ def _build(args: argparse.Namespace) -> int:
         check=not args.no_check,
         repo_id=args.repo_id,
         allow_non_cc=args.allow_non_cc,
+        layout=args.layout,
     )
     print(report.summary())
     print(f"wrote {args.out} (report: {args.out}/.videokr/build.json)")
@@ -172,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--workers", type=int, default=None, help="parallel workers (default: min(8, CPUs))")
     build.add_argument("--no-check", action="store_true", help="skip the load_dataset check at the end")
+    build.add_argument(
+        "--layout",
+        choices=("auto", "loose", "shards"),
+        default="auto",
+        help="loose: one file per clip; shards: ZIP shards of clips with their rows; auto (default): "
+        "loose up to 2,000 clips and 2 GiB, shards beyond",
+    )
     build.add_argument("--repo-id", default=None, help="ORG/NAME it will be published as (named in the card)")
     build.add_argument("--strict", action="store_true", help="exit 1 when any row was kept out")
     build.add_argument(

@@ -35,6 +35,7 @@ import datasets
 import pyarrow.parquet as pq
 
 from videokr.atomic import write_text_atomic
+from videokr.data.shards import SHARD_GLOB
 from videokr.errors import VideoKRError
 
 CROISSANT_1_1 = "http://mlcommons.org/croissant/1.1"
@@ -43,7 +44,6 @@ CROISSANT_1_1 = "http://mlcommons.org/croissant/1.1"
 SD_VERSION = "1.0.0"
 PARQUET = "application/x-parquet"
 ZIP = "application/zip"
-SHARD_GLOB = "shard-*.zip"  # videokr.data.shards names them so
 MP4 = "video/mp4"
 METADATA_FILE = "metadata.parquet"
 # The videofolder column `load_dataset` turns into the Video feature; paths are relative to <split>/.

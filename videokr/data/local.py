@@ -8,7 +8,8 @@ first. Measured: a folder of 45 rows rebuilt in place with 40 still loads 45. (O
 byte size, which separates most rebuilds; a moved folder still gets the old place's clip paths.)
 
 `load_local` gives each folder state its own cache directory (keyed by the real path and the size and
-modification time of the card and metadata files), so a changed or different folder is prepared afresh.
+modification time of the card and metadata files, or shards), so a changed or different folder is
+prepared afresh.
 `refresh_shared_cache` is for code that calls ``load_dataset(folder)`` itself with the default cache
 (lighteval): it prepares the folder again into that shared entry right before.
 """
@@ -20,6 +21,8 @@ import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from videokr.data.shards import SHARD_GLOB
 
 if TYPE_CHECKING:
     import datasets
@@ -33,6 +36,7 @@ def cache_dir_for(folder: str | os.PathLike[str]) -> str:
 
     root = os.path.realpath(folder)
     files = [Path(root, "README.md"), *sorted(Path(root).glob("*/metadata.parquet"))]
+    files += sorted(Path(root).glob(f"*/{SHARD_GLOB}"))  # a sharded split's rows live in its shards
     stats = [(str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
     key = hashlib.sha256(json.dumps([root, stats]).encode()).hexdigest()[:16]
     return os.path.join(datasets.config.HF_DATASETS_CACHE, "videokr-local", key)

@@ -1,7 +1,9 @@
 """Publishing a built dataset folder (`videokr build`) to a Hub dataset repository.
 
 What goes up is exactly what `load_dataset` needs, an allow-list: the card (`README.md`),
-`ATTRIBUTION.md`, `croissant.json`, each split's `metadata.parquet` and the clips that parquet names.
+`ATTRIBUTION.md`, `croissant.json`, each split's `metadata.parquet` and the clips that parquet names,
+or, for a sharded split (`videokr.data.shards`), its `shard-*.zip` files, each checked to hold every
+clip its own rows name.
 Nothing else in the folder is sent: the `.videokr/` build manifests stay local (they hold machine
 paths and resume state, useless to a Hub user), as do `*.partial` files an interrupted build may leave,
 and any stray file (a core dump, a `.env`, an unreferenced clip) is listed as skipped. Symbolic links
@@ -33,7 +35,9 @@ in `PublishResult`. A dry run reads no token and sends nothing.
 from __future__ import annotations
 
 import importlib.util
+import io
 import os
+import zipfile
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -52,6 +56,7 @@ from huggingface_hub.utils import (
 )
 
 from videokr import __version__
+from videokr.data.shards import SHARD_GLOB
 from videokr.errors import VideoKRError
 
 # fnmatch-style, as huggingface_hub applies them to the path relative to the folder; `*` also matches
@@ -191,8 +196,12 @@ def check_built_repo(folder: Path) -> None:
             else:
                 if not isinstance(loaded, dict):
                     problems.append("README.md front matter is not a YAML mapping")
-    if not any(path.is_file() for path in folder.glob("*/metadata.parquet")):
-        problems.append("no <split>/metadata.parquet (e.g. train/metadata.parquet)")
+    if not any(
+        path.is_file()
+        for pattern in ("*/metadata.parquet", f"*/{SHARD_GLOB}")
+        for path in folder.glob(pattern)
+    ):
+        problems.append("no <split>/metadata.parquet or <split>/shard-*.zip (e.g. train/metadata.parquet)")
     if problems:
         raise PublishError(f"{folder} is not a built dataset repo: {'; '.join(problems)}. {BUILD_HINT}")
 
@@ -218,6 +227,14 @@ def plan_upload(folder: Path) -> UploadPlan:
     every = _walk_regular_files(folder)
     needed = [name for name in ROOT_FILES if name in every]
     problems: list[str] = []
+    for split in sorted(p for p in folder.iterdir() if p.is_dir() and any(p.glob(SHARD_GLOB))):
+        if (split / METADATA).is_file():
+            problems.append(f"{split.name}/ holds both {METADATA} and shards; rebuild the folder")
+        for shard in sorted(split.glob(SHARD_GLOB)):
+            rel = f"{split.name}/{shard.name}"
+            if rel in every:
+                _check_shard(shard, rel, problems)
+                needed.append(rel)
     for split in sorted(p for p in folder.iterdir() if p.is_dir() and (p / METADATA).is_file()):
         needed.append(f"{split.name}/{METADATA}")
         for clip in _referenced_clips(split, problems):
@@ -273,6 +290,23 @@ def _referenced_clips(split: Path, problems: list[str]) -> list[str]:
             continue
         clips.append(pure.as_posix())
     return clips
+
+
+def _check_shard(shard: Path, rel: str, problems: list[str]) -> None:
+    """A shard must be a readable ZIP whose `metadata.parquet` names only clips the shard holds."""
+    try:
+        with zipfile.ZipFile(shard) as archive:
+            members = set(archive.namelist())
+            with archive.open(METADATA) as meta:
+                table = pq.read_table(io.BytesIO(meta.read()), columns=["file_name"])
+    except Exception as exc:  # zipfile and pyarrow raise several types for damaged files
+        problems.append(f"{rel} is not a readable shard ({exc})")
+        return
+    missing = sorted(set(table.column("file_name").to_pylist()) - members, key=str)
+    if missing:
+        problems.append(
+            f"{rel}: its {METADATA} names {len(missing)} clip(s) it does not hold, e.g. {missing[0]}"
+        )
 
 
 def ignore_patterns_for(plan: UploadPlan) -> list[str]:
