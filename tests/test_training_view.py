@@ -14,6 +14,13 @@ import numpy as np
 import pytest
 import torch
 
+from videokr.data.training_view import (
+    TrainingViewMismatch,
+    ViewReport,
+    ViewSettings,
+    build_training_view,
+    read_view_clip,
+)
 from videokr.models.tiny import build_tiny_processor
 from videokr.sample.encode import write_clip
 from videokr.vision import FrameSampling, Visual, VisualLoader, chat_messages, process, render
@@ -95,3 +102,207 @@ def test_scaled_loader_gives_the_full_paths_tokens_and_positions(
     for key in ("input_ids", "mm_token_type_ids", "video_grid_thw", "second_per_grid_ts"):
         if key in reference:
             assert torch.equal(ours[key], reference[key]), key
+
+
+# --------------------------------------------------------------------------------------------------
+# The training view
+# --------------------------------------------------------------------------------------------------
+
+#: Rows of the source folder: two share the textured clip, one has a 29.97 fps clip, one a broken file.
+_ROWS = [
+    ("r0", "000/textured.mp4"),
+    ("r1", "000/textured.mp4"),
+    ("r2", "001/ntsc.mp4"),
+    ("r3", "002/broken.mp4"),
+]
+
+
+def _source_folder(root: Path, textured: Path) -> Path:
+    """A videofolder in the layout `videokr build` writes (card YAML, metadata.parquet, clips)."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = root / "source"
+    videos = folder / "train" / "videos"
+    (videos / "000").mkdir(parents=True)
+    shutil.copyfile(textured, videos / "000" / "textured.mp4")
+    ntsc = _textured_frames(50, 240, 320, seed=1)  # 1.7 s at 29.97 fps: 4 frames at 2 fps
+    write_clip(videos / "001" / "ntsc.mp4", ntsc, 30000 / 1001, qp=18)
+    (videos / "002").mkdir()
+    (videos / "002" / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"not a video" * 50)
+    table = pa.table(
+        {
+            "file_name": [f"videos/{name}" for _, name in _ROWS],
+            "id": [row_id for row_id, _ in _ROWS],
+            "question": [f"What happens in {row_id}?" for row_id, _ in _ROWS],
+        }
+    )
+    pq.write_table(table, folder / "train" / "metadata.parquet")
+    (folder / "README.md").write_text(
+        "---\npretty_name: Source\nlicense: cc-by-4.0\nconfigs:\n- config_name: default\n  data_files:\n"
+        "  - split: train\n    path: train/**\ndataset_info:\n  features:\n  - name: id\n    dtype: string\n"
+        "  - name: video\n    dtype: video\n  - name: question\n    dtype: string\n---\n\n# Source\n",
+        encoding="utf-8",
+    )
+    (folder / "ATTRIBUTION.md").write_text("# Attribution\n\nClips: CC BY 4.0, the test suite.\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def source(hd_like: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _source_folder(tmp_path_factory.mktemp("view-source"), hd_like)
+
+
+@pytest.fixture(scope="module")
+def views(source: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, ViewReport]]:
+    """The view at the paper's settings for each architecture's grid (28 and 32)."""
+    root = tmp_path_factory.mktemp("views")
+    built = {}
+    for arch, factor in (("qwen2_5_vl", 28), ("qwen3_vl", 32)):
+        settings = ViewSettings.of(SAMPLING, factor)
+        built[arch] = (root / arch, build_training_view(source, root / arch, settings, progress=False))
+    return built
+
+
+def _view_rows(folder: Path) -> list[dict]:
+    import datasets
+
+    from videokr.data.local import load_local
+
+    dataset = load_local(folder, "train").cast_column("video", datasets.Video(decode=False))
+    return list(dataset)
+
+
+@pytest.mark.parametrize("arch", ["qwen2_5_vl", "qwen3_vl"])
+def test_view_gives_the_full_paths_frames_tokens_and_positions(
+    source: Path, views: dict, processors: dict[str, object], arch: str
+) -> None:
+    folder, _ = views[arch]
+    processor = processors[arch]
+    loader = VisualLoader(processor, SAMPLING)
+    rows = _view_rows(folder)
+    assert [row["id"] for row in rows] == ["r0", "r1", "r2"]  # r3's clip does not decode
+    for row in rows:
+        original = source / "train" / "videos" / dict(_ROWS)[row["id"]]
+        view, full = loader.load(row["video"]), _full_path(loader, original)
+        assert view.frame_indices == full.frame_indices
+        assert view.frames.shape == full.frames.shape
+        assert _psnr(view.frames.numpy(), full.frames.numpy()) >= MIN_PSNR, row["id"]
+        ours, reference = _model_inputs(processor, view), _model_inputs(processor, full)
+        for key in ("input_ids", "mm_token_type_ids", "video_grid_thw", "second_per_grid_ts"):
+            if key in reference:
+                assert torch.equal(ours[key], reference[key]), (row["id"], key)
+
+
+def test_view_records_its_settings_and_what_it_kept_out(source: Path, views: dict) -> None:
+    import json
+
+    import yaml
+
+    folder, report = views["qwen2_5_vl"]
+    card = yaml.safe_load((folder / "README.md").read_text().split("---\n")[1])
+    assert card["videokr_training_view"]["factor"] == 28
+    assert card["videokr_training_view"]["max_pixels"] == SAMPLING.max_pixels
+    state = json.loads((folder / ".videokr" / "training_view.json").read_text())
+    made_for = {key: value for key, value in card["videokr_training_view"].items() if key != "format"}
+    assert state["complete"] and state["settings"] == made_for
+    assert [(row["id"], row["clip"]) for row in report.kept_out] == [("r3", "train/videos/002/broken.mp4")]
+    assert report.kept == {"train": 3} and report.rows == {"train": 4}
+    assert (folder / "ATTRIBUTION.md").read_text() == (source / "ATTRIBUTION.md").read_text()
+    tag = read_view_clip(folder / "train" / "videos" / "000" / "textured.mp4")
+    assert tag is not None and tag.source_width == 640 and tag.indices == (2, 7, 12, 17, 22, 27)
+
+
+def test_a_view_made_for_other_settings_is_refused_naming_both(
+    views: dict, processors: dict[str, object]
+) -> None:
+    from videokr.training.collator import VideoSFTCollator
+
+    folder, _ = views["qwen2_5_vl"]
+    row = _view_rows(folder)[0]
+    other = FrameSampling(max_frames=8, max_pixels=50_176)
+    with pytest.raises(
+        TrainingViewMismatch, match=r"made for .*max_pixels=100352.* asks for .*max_pixels=50176"
+    ):
+        VisualLoader(processors["qwen2_5_vl"], other).load(row["video"])
+    # A Qwen3-VL run (grid 32) on the Qwen2.5-VL view (grid 28): refused, not dropped as a bad clip.
+    collator = VideoSFTCollator(processors["qwen3_vl"], SAMPLING)
+    with pytest.raises(TrainingViewMismatch, match=r"factor=28.*factor=32"):
+        collator([{**row, "prompt": "What happens?", "completion": "<answer>A</answer>"}])
+    assert collator.failures == []
+
+
+def test_view_feeds_the_collator_and_rollout_prompts_as_the_originals_do(
+    source: Path, views: dict, processors: dict[str, object]
+) -> None:
+    from videokr.training.collator import VideoSFTCollator
+    from videokr.vision import encode_prompts
+
+    processor = processors["qwen2_5_vl"]
+    folder, _ = views["qwen2_5_vl"]
+    view_rows = _view_rows(folder)
+    original_rows = [
+        {**row, "video": str(source / "train" / "videos" / dict(_ROWS)[row["id"]])} for row in view_rows
+    ]
+    sft = [{"prompt": "What happens?", "completion": "<answer>A</answer>"}] * len(view_rows)
+    collator = VideoSFTCollator(processor, SAMPLING)
+    on_view = collator([{**row, **extra} for row, extra in zip(view_rows, sft, strict=True)])
+    on_originals = collator([{**row, **extra} for row, extra in zip(original_rows, sft, strict=True)])
+    for key in ("input_ids", "labels", "mm_token_type_ids", "video_grid_thw", "second_per_grid_ts"):
+        assert torch.equal(on_view[key], on_originals[key]), key
+    grpo = [{**row, "prompt": chat_messages("What happens?")} for row in view_rows]
+    loader = VisualLoader(processor, SAMPLING)
+    prompts = encode_prompts(processor, loader, grpo)
+    reference = encode_prompts(
+        processor, loader, [{**row, "prompt": chat_messages("What happens?")} for row in original_rows]
+    )
+    assert prompts.prompt_ids == reference.prompt_ids
+    assert torch.equal(prompts.video.grid_thw, reference.video.grid_thw)
+    assert torch.equal(prompts.video.second_per_grid_ts, reference.video.second_per_grid_ts)
+
+
+def test_resuming_into_a_view_of_other_settings_is_refused(source: Path, views: dict) -> None:
+    folder, _ = views["qwen2_5_vl"]
+    before = sorted(p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file())
+    with pytest.raises(TrainingViewMismatch, match=r"made for .*fps=2.0.* asks for .*fps=1.0"):
+        build_training_view(source, folder, ViewSettings(fps=1.0, max_frames=8), progress=False)
+    assert sorted(p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()) == before
+
+
+def test_a_killed_view_build_resumes_to_the_same_bytes(source: Path, views: dict, tmp_path: Path) -> None:
+    """SIGKILL a build once its first clip is recorded, re-run it, and compare every file's bytes with the
+    uninterrupted build (the fixture's, at the same settings)."""
+    import multiprocessing
+    import os
+    import signal
+    import time
+
+    reference, _ = views["qwen2_5_vl"]
+    out = tmp_path / "view"
+    settings = ViewSettings.of(SAMPLING, 28)
+    manifest = out / ".videokr" / "training_view_clips.jsonl"
+    # A forked child has the libraries loaded already; the kill is real (no cleanup runs in it).
+    child = multiprocessing.get_context("fork").Process(
+        target=build_training_view, args=(source, out, settings), kwargs={"progress": False}
+    )
+    child.start()
+    while child.is_alive() and not (manifest.is_file() and manifest.read_text().count("\n") >= 1):
+        time.sleep(0.002)
+    os.kill(child.pid, signal.SIGKILL)
+    child.join()
+    assert child.exitcode == -signal.SIGKILL, "the build finished before it could be interrupted"
+    assert not (out / "train" / "metadata.parquet").exists()
+
+    report = build_training_view(source, out, settings, progress=False)
+    assert report.clips_reused >= 1 and report.clips_reused + report.clips_encoded == 2
+
+    def files(folder: Path) -> dict[str, bytes]:
+        return {
+            str(p.relative_to(folder)): p.read_bytes()
+            for p in sorted(folder.rglob("*"))
+            if p.is_file() and ".videokr" not in p.parts
+        }
+
+    assert files(out) == files(reference)

@@ -82,9 +82,18 @@ VIEW_TAG = "videokr_training_view"
 FORMAT = "videokr-training-view/1"
 """The tag's format; a reader refuses one it does not know rather than misread it."""
 
-VIEW_QP = 20
-"""H.264 constant quantiser of view clips. Chosen on the generated 720p clip of ``bench.dataloader``:
-(fill in from the bench) a higher one loses more than the 35 dB the frames must keep from the full path."""
+VIEW_QP = 18
+"""H.264 constant quantiser of view clips (constant, not CRF: the bytes must repeat, see `_write_h264`).
+Measured on grain-heavy synthetic 720p (the worst case tried), frames against the full path's: qp 14
+39 dB, 16 37.4 dB, 18 35.7 dB, 20 34.1 dB; each step of 2 costs about 30 % in bytes."""
+
+PIX_FMT = "yuv444p"
+"""Chroma at full resolution. A view frame is shrunk from the source, so its colour detail is what the
+source's subsampled chroma held at the higher resolution; 4:2:0 halves it again. On textured 720p shrunk
+to 420×224, a 4:2:0 round trip alone was 28 dB from the frames it was given (4:4:4: 52 dB), whatever the
+quantiser, at about the same size once compressed (127 KB against 129 KB for 6 frames at qp 20). FFmpeg
+decodes it everywhere (torchcodec, PyAV, decord); some browsers do not play it, and a view is not for
+watching."""
 
 VIEW_GOP = 32
 """Keyframe interval of view clips, in frames (16 s at 2 fps): a reader decodes a view whole, so long
@@ -239,6 +248,9 @@ def _increasing(values: Iterable[Fraction]) -> list[int]:
 
 
 def _write_h264(dest: Path, frames: np.ndarray, pts: list[int], time_base: Fraction, tag: str) -> None:
+    """One H.264 MP4 of `frames` at timestamps `pts`, tagged. A constant quantiser on one thread, because
+    that gives the same bytes on every run (libx264's CRF did not; `videokr.sample.encode`), which an
+    interrupted-then-resumed build relies on to end where an uninterrupted one does."""
     height, width = frames.shape[1:3]
     options = {"movflags": "use_metadata_tags"}
     with atomic_path(dest) as tmp, av.open(str(tmp), "w", format="mp4", options=options) as container:
@@ -247,7 +259,7 @@ def _write_h264(dest: Path, frames: np.ndarray, pts: list[int], time_base: Fract
         stream.codec_context.time_base = time_base
         stream.time_base = time_base
         stream.width, stream.height = width, height
-        stream.pix_fmt = "yuv420p"
+        stream.pix_fmt = PIX_FMT
         stream.codec_context.thread_count = 1
         stream.options = {"qp": str(VIEW_QP), "g": str(VIEW_GOP), "bf": "0", "threads": "1"}
         for image, stamp in zip(frames, pts, strict=True):

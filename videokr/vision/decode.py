@@ -595,18 +595,22 @@ class SampledVideo:
     unless given explicitly);
     `timestamps` their presentation times in seconds from the first frame (equal to
     `metadata.timestamps`, index / fps, for constant-rate clips); `metadata` the `VideoMetadata` to pass
-    as `video_metadata=[...]` with `do_sample_frames=False`; `info` what `probe` found.
+    as `video_metadata=[...]` with `do_sample_frames=False`; `info` what `probe` found; `backend` the
+    backend that decoded them.
+
+    `metadata` is made on first use: it imports transformers (and torch, seconds per process), which
+    a caller that only wants the frames (a training-view build's workers) should not pay for.
     """
 
     frames: np.ndarray
     indices: np.ndarray
     timestamps: np.ndarray
-    metadata: VideoMetadata
     info: VideoInfo
+    backend: str
 
-    @property
-    def backend(self) -> str:
-        return str(self.metadata.video_backend)
+    @functools.cached_property
+    def metadata(self) -> VideoMetadata:
+        return self.info.metadata(self.indices, backend=self.backend)
 
 
 def sample_frames(
@@ -659,8 +663,8 @@ def sample_frames(
         frames=frames,
         indices=wanted,
         timestamps=info.timestamps(wanted),
-        metadata=info.metadata(wanted, backend=name),
         info=info,
+        backend=name,
     )
 
 
