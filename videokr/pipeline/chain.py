@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -308,8 +309,6 @@ class ReleaseStep(MergeOutcomes):
     def run(self, data: Any = None, rank: int = 0, world_size: int = 1) -> Any:
         counts = write_release(self.input_path, self.out, sft_fraction=self.sft_fraction, seed=self.seed)
         (Path(self.out) / "split.json").write_text(json.dumps(counts, indent=2), encoding="utf-8")
-        return
-        yield
 
 
 # --------------------------------------------------------------------------------------------- executors
@@ -371,36 +370,35 @@ def run_chain(config: RunConfig) -> list[dict[str, Any]]:
     source = units
     for stage in chain_stages(config):
         logs = stage_dir(root, stage.name) / "logs"
-        units_job = _executor(
-            config,
-            stage_pipeline(
-                stage,
-                source,
-                root,
-                endpoint=config.endpoint,
-                cache_dir=config.cache,
-                progress=config.progress,
-            ),
-            logs / "units",
-            previous if kind != "local" else None,
+        pipeline = stage_pipeline(
+            stage, source, root, endpoint=config.endpoint, cache_dir=config.cache, progress=config.progress
         )
-        merge_job = _executor(config, [MergeOutcomes(root, stage.name, source)], logs / "merge",
-                              units_job if kind != "local" else None, tasks=1)  # fmt: skip
+        merge = MergeOutcomes(root, stage.name, source)
         if kind == "local":
-            units_job.run()
-            merge_job.run()
-        previous, source = merge_job, rows_path(root, stage.name)
-    release_job = _executor(
-        config,
-        [ReleaseStep(source, config.release_dir, sft_fraction=config.sft_fraction, seed=config.split_seed)],
-        root / "release" / "logs",
-        previous if kind != "local" else None,
-        tasks=1,
+            # Stages run one after another here; the merge is a few reads, done in this process.
+            start = time.perf_counter()
+            _executor(config, pipeline, logs / "units", None).run()
+            merge.run()
+            _add_seconds(stage_report_path(root, stage.name), time.perf_counter() - start)
+        else:
+            units_job = _executor(config, pipeline, logs / "units", previous)
+            previous = _executor(config, [merge], logs / "merge", units_job, tasks=1)
+        source = rows_path(root, stage.name)
+    release = ReleaseStep(
+        source, config.release_dir, sft_fraction=config.sft_fraction, seed=config.split_seed
     )
-    release_job.run()
-    if kind == "slurm":
-        return []
-    return stage_reports(config)
+    if kind == "local":
+        release.run()
+        return stage_reports(config)
+    _executor(config, [release], root / "release" / "logs", previous, tasks=1).run()
+    return [] if kind == "slurm" else stage_reports(config)
+
+
+def _add_seconds(report: Path, seconds: float) -> None:
+    """This run's wall time for the stage (a resumed stage counts only what this run did)."""
+    data = json.loads(report.read_text(encoding="utf-8"))
+    data["seconds"] = round(seconds, 3)
+    report.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
 def stage_reports(config: RunConfig) -> list[dict[str, Any]]:
@@ -415,11 +413,16 @@ def stage_reports(config: RunConfig) -> list[dict[str, Any]]:
 
 def drops_table(reports: Sequence[dict[str, Any]]) -> str:
     """One line per stage (units in, rows kept, drops) and one per drop reason, with example ids."""
-    lines = [f"{'stage':<22} {'units':>6} {'kept':>6} {'dropped':>8}  tokens (prompt+completion)"]
+    lines = [
+        f"{'stage':<22} {'units':>6} {'kept':>6} {'dropped':>8} {'units/s':>8}  tokens (prompt+completion)"
+    ]
     for report in reports:
         tokens = sum(m["prompt_tokens"] + m["completion_tokens"] for m in report["models"].values())
         dropped = sum(report["dropped"].values())
-        lines.append(f"{report['stage']:<22} {report['units']:>6} {report['kept']:>6} {dropped:>8}  {tokens}")
+        rate = f"{report['units'] / report['seconds']:.2f}" if report.get("seconds") else "-"
+        lines.append(
+            f"{report['stage']:<22} {report['units']:>6} {report['kept']:>6} {dropped:>8} {rate:>8}  {tokens}"
+        )
         for reason, count in sorted(report["dropped"].items(), key=lambda kv: (-kv[1], kv[0])):
             shown = ", ".join(report["dropped_ids"].get(reason, [])[:3])
             lines.append(f"  {reason:<20} {count:>6} (e.g. {shown})")

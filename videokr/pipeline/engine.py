@@ -279,9 +279,9 @@ class MergeOutcomes(PipelineStep):
         self.input_path = str(input_path)
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        """Runs at once (not a generator): the executor calls it for its side effect, and so may we."""
         merge_outcomes(self.root, self.stage, self.input_path)
-        return
-        yield  # a generator, as every step is
+        return None
 
 
 def merge_outcomes(root: str | Path, stage: str, input_path: str | Path) -> StageReport:
