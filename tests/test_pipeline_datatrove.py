@@ -158,6 +158,9 @@ def test_the_chain_on_ray_in_local_mode_writes_the_same_release(
     sample_run: SampleRun, reference: dict[str, Any], tmp_path: Path
 ) -> None:
     ray = pytest.importorskip("ray", reason="ray is an optional extra (pip install 'videokr[ray]')")
+    if os.environ.get("VIDEOKR_TEST_RAY") != "1":
+        # Every Ray task is a fresh worker process that imports the decoders: ~6 min on 2 shared cores.
+        pytest.skip("the Ray run takes minutes on a small machine; set VIDEOKR_TEST_RAY=1 to run it")
     with OracleServer(Oracle(sample_run, FAULTS)) as server:
         config = RunConfig.from_dict(
             sample_run.config(
