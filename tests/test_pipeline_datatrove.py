@@ -183,3 +183,28 @@ def test_the_chain_on_ray_in_local_mode_writes_the_same_release(
             ray.shutdown()
     assert chain_outputs(tmp_path / "work") == chain_outputs(reference["root"] / "work")
     assert release_files(tmp_path / "release") == release_files(reference["root"] / "release")
+
+
+def test_a_run_config_missing_what_it_needs_is_one_clear_error(tmp_path: Path) -> None:
+    from videokr.pipeline.chain import ConfigError
+
+    good = {
+        "work_dir": "run",
+        "release_dir": "release",
+        "bank": "bank.jsonl",
+        "collect": {"folder": "clips", "manifest": "manifest.jsonl"},
+        "seeds": "seeds.jsonl",
+        "endpoint": {"base_url": "http://127.0.0.1:1/v1"},
+        "models": {"default": "m", "filter-dependency": ["a", "b"]},
+    }
+    config = RunConfig.from_dict(good, base=tmp_path)
+    assert config.bank == (tmp_path / "bank.jsonl").resolve() and config.executor == {"type": "local"}
+    assert config.endpoint.server_url == "http://127.0.0.1:1"  # datatrove appends /v1/... itself
+    for broken, message in (
+        ({k: v for k, v in good.items() if k != "endpoint"}, "needs `endpoint`"),
+        ({**good, "models": {"default": "m"}}, "at least two model names"),
+        ({**good, "models": {"filter-dependency": ["a", "b"]}}, "no model for relevance"),
+        ({**good, "executor": {"type": "kubernetes"}}, "expected one of local, slurm, ray"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            RunConfig.from_dict(broken, base=tmp_path)

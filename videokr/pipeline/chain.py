@@ -314,7 +314,10 @@ class ReleaseStep(MergeOutcomes):
 # --------------------------------------------------------------------------------------------- executors
 
 
-def _executor(config: RunConfig, pipeline: list[Any], logs: Path, depends: Any, *, tasks: int | None = None):
+def _executor(
+    config: RunConfig, name: str, pipeline: list[Any], logs: Path, depends: Any, *, tasks: int | None = None
+) -> Any:
+    """The configured datatrove executor for one job of the chain (`tasks=1`: a merge or the release)."""
     options = {k: v for k, v in config.executor.items() if k not in ("type", "init")}
     if tasks is not None:  # merges and the release are one task each
         options.update(tasks=1, workers=1)
@@ -331,7 +334,7 @@ def _executor(config: RunConfig, pipeline: list[Any], logs: Path, depends: Any, 
         if "partition" not in options:
             raise ConfigError("a slurm executor needs `partition` (and usually `time`)")
         return SlurmPipelineExecutor(pipeline, logging_dir=str(logs), depends=depends,
-                                     job_name=f"videokr-{logs.parent.name}", **options)  # fmt: skip
+                                     job_name=f"videokr-{name}", **options)  # fmt: skip
     from datatrove.executor.ray import RayPipelineExecutor
 
     return RayPipelineExecutor(pipeline, logging_dir=str(logs), depends=depends, **options)
@@ -373,16 +376,16 @@ def run_chain(config: RunConfig) -> list[dict[str, Any]]:
         pipeline = stage_pipeline(
             stage, source, root, endpoint=config.endpoint, cache_dir=config.cache, progress=config.progress
         )
-        merge = MergeOutcomes(root, stage.name, source)
+        merge = MergeOutcomes(root, stage.name, source, stage.unit_id)
         if kind == "local":
             # Stages run one after another here; the merge is a few reads, done in this process.
             start = time.perf_counter()
-            _executor(config, pipeline, logs / "units", None).run()
+            _executor(config, stage.name, pipeline, logs / "units", None).run()
             merge.run()
             _add_seconds(stage_report_path(root, stage.name), time.perf_counter() - start)
         else:
-            units_job = _executor(config, pipeline, logs / "units", previous)
-            previous = _executor(config, [merge], logs / "merge", units_job, tasks=1)
+            units_job = _executor(config, stage.name, pipeline, logs / "units", previous)
+            previous = _executor(config, f"{stage.name}-merge", [merge], logs / "merge", units_job, tasks=1)
         source = rows_path(root, stage.name)
     release = ReleaseStep(
         source, config.release_dir, sft_fraction=config.sft_fraction, seed=config.split_seed
@@ -390,7 +393,7 @@ def run_chain(config: RunConfig) -> list[dict[str, Any]]:
     if kind == "local":
         release.run()
         return stage_reports(config)
-    _executor(config, [release], root / "release" / "logs", previous, tasks=1).run()
+    _executor(config, "release", [release], root / "release" / "logs", previous, tasks=1).run()
     return [] if kind == "slurm" else stage_reports(config)
 
 

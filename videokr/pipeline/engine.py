@@ -272,26 +272,50 @@ class MergeOutcomes(PipelineStep):
     name = "merge"
     type = "Stage"
 
-    def __init__(self, root: str | Path, stage: str, input_path: str | Path) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        stage: str,
+        input_path: str | Path,
+        unit_id: Callable[[dict[str, Any]], str] | None = None,
+    ) -> None:
         super().__init__()
         self.root = str(root)
         self.stage = stage
         self.input_path = str(input_path)
+        self.unit_id = unit_id
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         """Runs at once (not a generator): the executor calls it for its side effect, and so may we."""
-        merge_outcomes(self.root, self.stage, self.input_path)
+        merge_outcomes(self.root, self.stage, self.input_path, self.unit_id)
         return None
 
 
-def merge_outcomes(root: str | Path, stage: str, input_path: str | Path) -> StageReport:
-    """Write the stage's ordered output and report from its tasks' outcome files; returns the report."""
+def merge_outcomes(
+    root: str | Path,
+    stage: str,
+    input_path: str | Path,
+    unit_id: Callable[[dict[str, Any]], str] | None = None,
+) -> StageReport:
+    """Write the stage's ordered output and report from its tasks' outcome files; returns the report.
+
+    With `unit_id`, every outcome must name the unit at its input position: outcomes left by a run over
+    a different input are refused instead of merged.
+    """
     folder = stage_dir(root, stage) / "outcomes"
     by_index: dict[int, dict[str, Any]] = {}
     for path in sorted(folder.glob("*.jsonl")):
         for line in read_jsonl(path):
             by_index[line["index"]] = line
-    total = len(read_jsonl(input_path))
+    inputs = read_jsonl(input_path)
+    total = len(inputs)
+    if unit_id is not None:
+        stale = [i for i, line in by_index.items() if i >= total or line["unit"] != unit_id(inputs[i])]
+        if stale:
+            raise VideoKRError(
+                f"stage {stage}: outcomes in {folder} belong to another input (input row {stale[0]}); "
+                "use a new work_dir for new inputs"
+            )
     missing = [i for i in range(total) if i not in by_index]
     if missing:
         raise VideoKRError(
