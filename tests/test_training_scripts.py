@@ -173,8 +173,6 @@ def test_grpo_config_refuses_bad_options_before_any_model_loads(
 
 def test_script_arguments_refuse_what_the_scripts_do_not_do() -> None:
     assert VideoScriptArguments(dataset_name="x").sampling().fps == 2.0
-    with pytest.raises(ValueError, match="dataset_streaming"):
-        VideoScriptArguments(dataset_name="x", dataset_streaming=True)
     with pytest.raises(ValueError, match="dataset_config"):
         VideoScriptArguments(dataset_name="x", dataset_config="default")
 

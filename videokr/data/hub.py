@@ -58,6 +58,7 @@ from videokr.data.shards import (
     member_opener,
     metadata_table,
     shard_fingerprint,
+    shard_problem,
     write_metadata,
     write_shard,
 )
@@ -939,18 +940,24 @@ def check_repo(out: Path, kind: Kind, *, shards: list[str] | None = None) -> Non
     """Prove a built folder: `load_dataset`, normal and streaming, gives the record and videos decode.
 
     A loose folder is loaded whole. For a sharded one, `shards` (paths relative to `out`) are the shards
-    this build wrote: they are loaded (rows, features, first and last video decoded), and the whole
-    folder is streamed to its first row, so a rebuild that changed nothing checks in seconds. Uses a
-    throw-away cache, so checking never leaves Arrow files in the user's cache.
+    this build wrote: each is checked structurally (`shards.shard_problem`: every clip its rows name is
+    in it), the first and last of them are loaded with `load_dataset` (features, first and last video
+    decoded), and the whole folder is streamed to its first row, so the check costs what changed, and a
+    rebuild that changed nothing checks in seconds. Uses a throw-away cache, so checking never leaves
+    Arrow files in the user's cache.
     """
     import tempfile
 
     validate_croissant(out / "croissant.json")
     expected = record_features(kind)
+    for shard in shards or []:
+        problem = shard_problem(out / shard)
+        if problem is not None:
+            raise VideoKRError(f"{out / shard}: {problem}")
     with tempfile.TemporaryDirectory(prefix="videokr-check-") as cache:
         split = None
         if shards is None or shards:
-            files = {Path(shards[0]).parent.name: list(shards)} if shards else None
+            files = {Path(shards[0]).parent.name: sorted({shards[0], shards[-1]})} if shards else None
             dataset = datasets.load_dataset(str(out), data_files=files, cache_dir=cache)
             if len(dataset) != 1:
                 raise VideoKRError(f"{out}: expected one split, load_dataset gave {list(dataset)}")
@@ -965,12 +972,8 @@ def check_repo(out: Path, kind: Kind, *, shards: list[str] | None = None) -> Non
         if streamed.features != expected:
             raise VideoKRError(f"{out}: streaming features differ from the record:\n{streamed.features}")
         first = next(iter(streamed), None)
-        if (
-            shards is None
-            and split is not None
-            and len(split)
-            and (first is None or first["id"] != split[0]["id"])
-        ):
+        whole = shards is None and split is not None and len(split)
+        if whole and (first is None or first["id"] != split[0]["id"]):  # type: ignore[index]
             raise VideoKRError(f"{out}: streaming gives a different first row than load_dataset")
         if first is not None:
             _decode_one(out, first)

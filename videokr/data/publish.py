@@ -35,9 +35,7 @@ in `PublishResult`. A dry run reads no token and sends nothing.
 from __future__ import annotations
 
 import importlib.util
-import io
 import os
-import zipfile
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -56,7 +54,7 @@ from huggingface_hub.utils import (
 )
 
 from videokr import __version__
-from videokr.data.shards import SHARD_GLOB
+from videokr.data.shards import SHARD_GLOB, shard_problem
 from videokr.errors import VideoKRError
 
 # fnmatch-style, as huggingface_hub applies them to the path relative to the folder; `*` also matches
@@ -233,7 +231,9 @@ def plan_upload(folder: Path) -> UploadPlan:
         for shard in sorted(split.glob(SHARD_GLOB)):
             rel = f"{split.name}/{shard.name}"
             if rel in every:
-                _check_shard(shard, rel, problems)
+                problem = shard_problem(shard)
+                if problem is not None:
+                    problems.append(f"{rel}: {problem}")
                 needed.append(rel)
     for split in sorted(p for p in folder.iterdir() if p.is_dir() and (p / METADATA).is_file()):
         needed.append(f"{split.name}/{METADATA}")
@@ -290,23 +290,6 @@ def _referenced_clips(split: Path, problems: list[str]) -> list[str]:
             continue
         clips.append(pure.as_posix())
     return clips
-
-
-def _check_shard(shard: Path, rel: str, problems: list[str]) -> None:
-    """A shard must be a readable ZIP whose `metadata.parquet` names only clips the shard holds."""
-    try:
-        with zipfile.ZipFile(shard) as archive:
-            members = set(archive.namelist())
-            with archive.open(METADATA) as meta:
-                table = pq.read_table(io.BytesIO(meta.read()), columns=["file_name"])
-    except Exception as exc:  # zipfile and pyarrow raise several types for damaged files
-        problems.append(f"{rel} is not a readable shard ({exc})")
-        return
-    missing = sorted(set(table.column("file_name").to_pylist()) - members, key=str)
-    if missing:
-        problems.append(
-            f"{rel}: its {METADATA} names {len(missing)} clip(s) it does not hold, e.g. {missing[0]}"
-        )
 
 
 def ignore_patterns_for(plan: UploadPlan) -> list[str]:

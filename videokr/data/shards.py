@@ -185,3 +185,19 @@ def read_shard_rows(archive: Path, columns: Iterable[str] | None = None) -> pa.T
     """The rows of one shard (its inner `metadata.parquet`)."""
     with zipfile.ZipFile(archive) as handle, handle.open(METADATA_MEMBER) as meta:
         return pq.read_table(io.BytesIO(meta.read()), columns=list(columns) if columns else None)
+
+
+def shard_problem(archive: Path) -> str | None:
+    """What is wrong with a shard, or None: it must be a readable ZIP whose `metadata.parquet` names only
+    clips the shard holds (cheap: the central directory and one parquet column, no clip is read)."""
+    try:
+        with zipfile.ZipFile(archive) as handle:
+            members = set(handle.namelist())
+            with handle.open(METADATA_MEMBER) as meta:
+                table = pq.read_table(io.BytesIO(meta.read()), columns=["file_name"])
+    except Exception as exc:  # zipfile and pyarrow raise several types for damaged files
+        return f"not a readable shard ({exc})"
+    missing = sorted(set(table.column("file_name").to_pylist()) - members, key=str)
+    if missing:
+        return f"its {METADATA_MEMBER} names {len(missing)} clip(s) it does not hold, e.g. {missing[0]}"
+    return None

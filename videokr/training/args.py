@@ -26,8 +26,9 @@ class VideoScriptArguments(ScriptArguments):
 
     From TRL's `ScriptArguments` the scripts read ``dataset_name`` and ``dataset_train_split``; they load
     one VideoKR split themselves (`load_video_dataset`) and do not evaluate during training, so
-    ``dataset_test_split`` is unused, and ``dataset_config``, ``dataset_streaming`` and
-    ``ignore_bias_buffers`` are refused rather than ignored.
+    ``dataset_test_split`` is unused, and ``dataset_config`` and ``ignore_bias_buffers`` are refused
+    rather than ignored. TRL's ``dataset_streaming`` is honoured (also spelled ``--streaming``): rows and
+    clips are read as training goes (`videokr.training.data.stream_video_dataset`).
     """
 
     dataset_name: str | None = field(
@@ -64,6 +65,14 @@ class VideoScriptArguments(ScriptArguments):
         default=None, metadata={"help": "Keep only these skills (VidR, KnowVid, KnowVidR) for ablations."}
     )
     max_samples: int | None = field(default=None, metadata={"help": "Train on the first N rows only."})
+    dataset_streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Stream rows and clips from the Hub id, folder or fsspec URL (hf://, https://, s3://) "
+            "as training goes, each process and dataloader worker reading its own shards; needs max_steps.",
+            "aliases": ["--streaming"],
+        },
+    )
     max_decode_failures: int | None = field(
         default=None,
         metadata={"help": "Stop when more clips than this fail to decode (SFT; default: never)."},
@@ -72,7 +81,6 @@ class VideoScriptArguments(ScriptArguments):
     def __post_init__(self) -> None:
         unsupported = {
             "dataset_config": self.dataset_config is not None,
-            "dataset_streaming": self.dataset_streaming,
             "ignore_bias_buffers": self.ignore_bias_buffers,
         }
         refused = [name for name, set_ in unsupported.items() if set_]

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from trl import ModelConfig
 
 from videokr.training.args import VideoGRPOConfig, VideoScriptArguments
-from videokr.training.data import load_video_dataset, to_grpo_rows
+from videokr.training.data import load_video_dataset, streaming_trainer_args, to_grpo_rows
 from videokr.training.grpo_trainer import VideoGRPOTrainer
 from videokr.training.launch import run_script
 from videokr.training.model import prepare_start
@@ -57,7 +57,10 @@ def main(script_args: VideoScriptArguments, training_args: VideoGRPOConfig, mode
         script_args.dataset_train_split,
         skills=script_args.skills,
         max_samples=script_args.max_samples,
+        streaming=script_args.dataset_streaming,
     )
+    if script_args.dataset_streaming:
+        streaming_trainer_args(training_args)
     dataset = to_grpo_rows(dataset)
 
     trainer = VideoGRPOTrainer(

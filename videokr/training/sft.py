@@ -17,7 +17,7 @@ from trl import ModelConfig, SFTConfig, SFTTrainer
 
 from videokr.training.args import VideoScriptArguments
 from videokr.training.collator import VideoSFTCollator
-from videokr.training.data import load_video_dataset, to_sft_rows
+from videokr.training.data import load_video_dataset, streaming_trainer_args, to_sft_rows
 from videokr.training.launch import run_script
 from videokr.training.model import prepare_start
 
@@ -41,7 +41,10 @@ def main(script_args: VideoScriptArguments, training_args: SFTConfig, model_args
         script_args.dataset_train_split,
         skills=script_args.skills,
         max_samples=script_args.max_samples,
+        streaming=script_args.dataset_streaming,
     )
+    if script_args.dataset_streaming:
+        streaming_trainer_args(training_args)
     dataset = to_sft_rows(dataset, direct=script_args.target == "direct")
     # A row whose clip does not decode is replaced by another whole row, so a batch never shrinks or
     # empties (the paper trains at one sample per device); see `VideoSFTCollator`.
@@ -49,7 +52,7 @@ def main(script_args: VideoScriptArguments, training_args: SFTConfig, model_args
         start.processor,
         script_args.sampling(),
         max_failures=script_args.max_decode_failures,
-        refill_from=dataset,
+        refill_from=None if script_args.dataset_streaming else dataset,  # a stream has no rows to draw
     )
 
     trainer = SFTTrainer(
