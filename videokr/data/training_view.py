@@ -84,8 +84,15 @@ FORMAT = "videokr-training-view/1"
 
 VIEW_QP = 18
 """H.264 constant quantiser of view clips (constant, not CRF: the bytes must repeat, see `_write_h264`).
-Measured on grain-heavy synthetic 720p (the worst case tried), frames against the full path's: qp 14
-39 dB, 16 37.4 dB, 18 35.7 dB, 20 34.1 dB; each step of 2 costs about 30 % in bytes."""
+The loss that counts is against the full path's frames; on grain-heavy synthetic 720p shrunk to 420×224
+(the worst case tried; the decoder's scaler alone is at 50.6 dB there) qp 17 gave 36.2 dB, 18 35.5 dB,
+20 33.9 dB, each step of 2 about 30 % fewer bytes. 18 keeps the 35 dB the view promises."""
+
+VIEW_OPTIONS = {"preset": "slow", "bf": "3", "g": "128", "threads": "1"}
+"""x264 options besides the quantiser. One keyframe per clip at the paper's 128 frames (a view is read
+whole, never sought) and B-frames: on that 720p clip (120 frames) 1.26 MB against 1.96 MB with ``medium``,
+no B-frames and a keyframe every 32, at the same quality; ``veryslow`` saved another 20 % for twice the
+encoding time. One thread: the output then repeats byte for byte."""
 
 PIX_FMT = "yuv444p"
 """Chroma at full resolution. A view frame is shrunk from the source, so its colour detail is what the
@@ -94,10 +101,6 @@ to 420×224, a 4:2:0 round trip alone was 28 dB from the frames it was given (4:
 quantiser, at about the same size once compressed (127 KB against 129 KB for 6 frames at qp 20). FFmpeg
 decodes it everywhere (torchcodec, PyAV, decord); some browsers do not play it, and a view is not for
 watching."""
-
-VIEW_GOP = 32
-"""Keyframe interval of view clips, in frames (16 s at 2 fps): a reader decodes a view whole, so long
-groups cost nothing, and they compress frames 0.5 s apart far better than all-intra would."""
 
 STATE_DIR = ".videokr"
 STATE_FILE = "training_view.json"
@@ -261,7 +264,7 @@ def _write_h264(dest: Path, frames: np.ndarray, pts: list[int], time_base: Fract
         stream.width, stream.height = width, height
         stream.pix_fmt = PIX_FMT
         stream.codec_context.thread_count = 1
-        stream.options = {"qp": str(VIEW_QP), "g": str(VIEW_GOP), "bf": "0", "threads": "1"}
+        stream.options = {"qp": str(VIEW_QP), **VIEW_OPTIONS}
         for image, stamp in zip(frames, pts, strict=True):
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts, frame.time_base = stamp, time_base

@@ -15,10 +15,10 @@ Three things matter to the callers and are decided here once:
    chosen automatically unless named (see `resolve_backend`). All three convert YUV to RGB with the same
    swscale path: on yuv420p, yuvj420p and yuv444p clips, BT.601- and BT.709-tagged, even and odd sizes,
    they returned bit-identical pixels (max abs difference 0); the tests allow `COLOUR_TOLERANCE`.
-4. **At what size.** `sample_frames(size=...)` has the decoder's own scaler convert each frame to the
-   target size while it converts YUV to RGB (torchcodec's `Resize` decoder transform, PyAV's swscale
-   through `VideoFrame.reformat`, decord's reader size), so the full-resolution RGB frames are never
-   held: 128 frames of 720p are 354 MB as RGB, 36 MB at the paper's 100,352 pixels. The model loader
+4. **At what size.** `sample_frames(size=...)` delivers the frames at the target size, shrinking each one
+   as it is decoded (PyAV: swscale frame by frame; torchcodec and decord: chunks of 16 frames shrunk with
+   torchvision's or swscale's bicubic), so a clip's sampled frames are never all held at full size:
+   128 frames of 720p are 354 MB as RGB, 36 MB at the paper's 100,352 pixels. The model loader
    asks for exactly the size the Qwen processor would resize to, so the processor's resize is a no-op.
 
 The result carries a `transformers.video_utils.VideoMetadata` with the clip's native fps, true frame
@@ -120,7 +120,7 @@ only that one frame is ever held at full size. Scaling the YUV planes directly i
 faster but shrinks the subsampled chroma plane on its own: measured against torchvision's antialiased
 bicubic of the full RGB frames (the reference), 720p shrunk to 420×224 came out at 30 dB (38.7 with full
 chroma interpolation, 32.9 on sharp-edged texture) against 50–53 dB for the two passes, which cost
-12–17 ms a frame on one core (torchcodec's bilinear `Resize`: 40 dB)."""
+12–17 ms a frame on one core."""
 
 _ALIASES = {"av": "pyav", "torchcodec": "torchcodec", "decord": "decord", "pyav": "pyav"}
 
@@ -427,26 +427,46 @@ def resolve_backend(backend: str | None = None) -> str:
 def _decode_torchcodec(
     info: VideoInfo, indices: np.ndarray, num_threads: int, size: Size | None
 ) -> np.ndarray:
-    """`get_frames_at` in exact seek mode (torchcodec scans the packets itself, as `probe` did); a target
-    size becomes torchcodec's `Resize` decoder transform (FFmpeg's scaler, bilinear and antialiased)."""
+    """`get_frames_at` in exact seek mode (torchcodec scans the packets itself, as `probe` did).
+
+    A target size: frames are decoded `_CHUNK` at a time and each chunk is shrunk with torchvision's
+    antialiased bicubic (the operation of the full path, so the pixels are the same), so at most one
+    chunk is held at full size. torchcodec 0.17's own `Resize` decoder transform was measured and not
+    used: bilinear (40 dB from the full path on 720p), and 3–4× slower than this on small clips (314 ms
+    against 100 ms for a 12-frame 192×144 clip; equal on 720p, where decoding dominates).
+    """
     from torchcodec.decoders import VideoDecoder
-    from torchcodec.transforms import Resize
 
     decoder = VideoDecoder(
-        info.path,
-        seek_mode="exact",
-        dimension_order="NHWC",
-        num_ffmpeg_threads=num_threads,
-        transforms=None if size is None else [Resize(list(size))],
+        info.path, seek_mode="exact", dimension_order="NHWC", num_ffmpeg_threads=num_threads
     )
     if decoder.metadata.num_frames != info.num_frames:
         raise _Mismatch(
             f"torchcodec indexes {decoder.metadata.num_frames} frames, the container {info.num_frames}"
         )
-    batch = decoder.get_frames_at(indices.tolist())
     expected = info.frame_pts[indices] * float(info.time_base)
-    _check_times(batch.pts_seconds.numpy(), expected, info)
-    return batch.data.numpy()
+    if size is None:
+        batch = decoder.get_frames_at(indices.tolist())
+        _check_times(batch.pts_seconds.numpy(), expected, info)
+        return batch.data.numpy()
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as tv_functional
+
+    out = np.empty((len(indices), *size, 3), dtype=np.uint8)
+    for start in range(0, len(indices), _CHUNK):
+        batch = decoder.get_frames_at(indices[start : start + _CHUNK].tolist())
+        _check_times(batch.pts_seconds.numpy(), expected[start : start + _CHUNK], info)
+        channels_first = batch.data.permute(0, 3, 1, 2)  # the layout `resize_frames` hands torchvision
+        shrunk = tv_functional.resize(
+            channels_first, list(size), interpolation=InterpolationMode.BICUBIC, antialias=True
+        )
+        out[start : start + len(shrunk)] = shrunk.permute(0, 2, 3, 1).numpy()
+    return out
+
+
+_CHUNK = 16
+"""Frames decoded at full size before they are shrunk, for the backends that cannot scale while they
+convert (16 frames of 720p: 44 MB, against 354 MB for 128)."""
 
 
 def _decode_decord(info: VideoInfo, indices: np.ndarray, num_threads: int, size: Size | None) -> np.ndarray:
@@ -458,7 +478,7 @@ def _decode_decord(info: VideoInfo, indices: np.ndarray, num_threads: int, size:
     "recovered") set far below one frame makes it raise on the first.
 
     A target size is not given to decord's own reader size: its scaler shrinks the chroma plane on its
-    own (30.6 dB from the reference on a 720p clip). Frames are read in chunks of `_DECORD_CHUNK` at full
+    own (30.6 dB from the reference on a 720p clip). Frames are read in chunks of `_CHUNK` at full
     size and each is shrunk by swscale as PyAV's are (RGB to RGB, `SCALER`: 50 dB), so at most one chunk
     is ever held at full resolution.
     """
@@ -475,17 +495,13 @@ def _decode_decord(info: VideoInfo, indices: np.ndarray, num_threads: int, size:
     if size is None:
         return reader.get_batch(indices.tolist()).asnumpy()
     out = np.empty((len(indices), *size, 3), dtype=np.uint8)
-    for start in range(0, len(indices), _DECORD_CHUNK):
-        chunk = reader.get_batch(indices[start : start + _DECORD_CHUNK].tolist()).asnumpy()
+    for start in range(0, len(indices), _CHUNK):
+        chunk = reader.get_batch(indices[start : start + _CHUNK].tolist()).asnumpy()
         for offset, image in enumerate(chunk):
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             scaled = frame.reformat(width=size[1], height=size[0], interpolation=SCALER)
             out[start + offset] = scaled.to_ndarray()
     return out
-
-
-_DECORD_CHUNK = 16
-"""Frames decord decodes at full size before they are shrunk (16 frames of 720p: 44 MB)."""
 
 
 def _decode_pyav(info: VideoInfo, indices: np.ndarray, num_threads: int, size: Size | None) -> np.ndarray:
