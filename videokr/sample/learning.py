@@ -3,25 +3,27 @@
 The sample corpus (`videokr.sample.corpus`) looks like the release; this one is made to be *learned*, and
 to check the probes against known truth. Every clip is ``frames`` frames (default 8) of ``size``×``size``
 pixels (default 56, two 28-pixel Qwen2.5-VL tokens a side) on a flat grey background, showing one
-coloured square (``SIDE`` pixels) of a six-colour palette. Every question has four options, and each
-row records what answering it needs in the ``needs`` field:
+coloured square (``SIDE`` pixels) of a six-colour palette. Every family has exactly four answer values,
+and every question offers those four, always in the same order (as a test lists ordered or numeric
+options in their natural order), so the letter names the value: what a model must learn is the value
+from the clip or the text, not a search of the options. Each row records what answering it needs in the
+``needs`` field:
 
 ``single_frame`` (any one frame answers it; the square is the same in every frame)
-    ``colour``: what colour is the (moving) square; ``position``: which quadrant the (still) square is in.
+    ``colour``: what colour (of four) is the (moving) square; ``position``: which quadrant the (still)
+    square is in.
 ``multi_frame`` (no single frame answers it: the same frames in another order answer differently)
     ``direction``: which way the square moves (it crosses the frame; played backwards it moves the other
     way); ``order``: which of four colours the square shows first (each shown for a quarter of the clip;
     rotated, another comes first); ``count``: how many times the square flashes on (always on in half
     the frames, in 1–4 runs; rearranged, the count changes).
 ``text`` (the question alone answers it; the clip is borrowed from another item of the split)
-    ``arithmetic``: the sum of two numbers; ``stated``: a name the question states.
+    ``arithmetic``: the sum of two numbers (5 to 8); ``stated``: one of four names, the question states
+    which.
 
-Guessing and text-only sit at chance on the visual families: per family the answer letter is exactly
-balanced (each of A–D equally often; sizes must be multiples of 4) and so are the answer values (a
-multiple of 4 × the number of values gives exact balance), every visual question of a family is the
-same sentence, and the options offered are the same four values (direction, position, count), the
-clip's own four colours (order), or colour distractors cycled so every colour is the answer a quarter of
-the times it is offered (colour).
+Guessing and text-only sit at chance on the visual families: per family the answer values, and so the
+letters, are exactly balanced (each of A–D equally often; sizes must be multiples of 4), and every
+visual question of a family is the same sentence with the same four options.
 
 The corpus is written in the release layout `videokr build` reads, like the sample corpus: SFT and RL
 JSONL plus clips in tars under ``VideoKR-Train/`` (the last tar split into parts), the evaluation JSONL
@@ -84,7 +86,9 @@ BACKGROUNDS = range(0, 49)  # grey levels: unsaturated, so the square is the onl
 DIRECTIONS = ("left", "right", "up", "down")
 QUADRANTS = ("top left", "top right", "bottom left", "bottom right")
 COUNTS = ("1", "2", "3", "4")
-NAMES = ("Ada", "Bo", "Cyd", "Dot", "Eli", "Fay", "Gus", "Hal", "Ivo", "Jo", "Kit", "Lu")
+ANSWER_COLOURS = ("red", "green", "blue", "yellow")  # the colour and order families' four values
+SUMS = ("5", "6", "7", "8")
+NAMES = ("Ada", "Bo", "Cyd", "Dot")
 PROVENANCE = {
     "source_url": None,
     "creator": "videokr learning-corpus generator",
@@ -116,7 +120,6 @@ class Item:
     needs: str
     question: str
     answer: str
-    distractors: list[str]
     think: str
     frames: np.ndarray | None
 
@@ -127,8 +130,8 @@ class Family:
 
     name: str
     needs: str
-    values: tuple[str, ...]  # empty: answers are not from a fixed set (letters are still balanced)
-    make: Callable[[np.random.Generator, str | None, int, Geometry], Item]
+    values: tuple[str, ...]  # the four answer values, in the order the options list them
+    make: Callable[[np.random.Generator, str, Geometry], Item]
 
 
 def _canvas(rng: np.random.Generator, g: Geometry) -> np.ndarray:
@@ -152,28 +155,22 @@ def _crossing(g: Geometry, direction: str, lane: int) -> list[tuple[int, int]]:
     return [(p, lane) if direction in ("left", "right") else (lane, p) for p in path]
 
 
-def _colour_item(rng: np.random.Generator, value: str | None, occurrence: int, g: Geometry) -> Item:
-    assert value is not None
+def _colour_item(rng: np.random.Generator, value: str, g: Geometry) -> Item:
     frames = _canvas(rng, g)
     direction, lane = str(rng.choice(DIRECTIONS)), int(rng.choice(g.stops))
     for frame, (x, y) in zip(frames, _crossing(g, direction, lane), strict=True):
         _paint(frame, value, x, y, g.side)
-    # Distractors cycle through every 3-subset of the other colours, so each colour is offered equally.
-    subsets = list(itertools.combinations([c for c in COLOURS if c != value], 3))
-    distractors = list(subsets[(occurrence * 7) % len(subsets)])
     return Item(
         "colour",
         "single_frame",
         "What colour is the square?",
         value,
-        distractors,
-        f"The square is {value} in every frame.",
+        f"It is {value}.",
         frames,
     )
 
 
-def _position_item(rng: np.random.Generator, value: str | None, occurrence: int, g: Geometry) -> Item:
-    assert value is not None
+def _position_item(rng: np.random.Generator, value: str, g: Geometry) -> Item:
     frames = _canvas(rng, g)
     half = g.size // 2
     top, left = value.startswith("top"), value.endswith("left")
@@ -187,26 +184,22 @@ def _position_item(rng: np.random.Generator, value: str | None, occurrence: int,
         "single_frame",
         "Where in the frame is the square?",
         value,
-        _other(QUADRANTS, value, rng),
-        f"The square stays in the {value} of the frame.",
+        f"It is in the {value}.",
         frames,
     )
 
 
-def _direction_item(rng: np.random.Generator, value: str | None, occurrence: int, g: Geometry) -> Item:
-    assert value is not None
+def _direction_item(rng: np.random.Generator, value: str, g: Geometry) -> Item:
     frames = _canvas(rng, g)
     colour, lane = str(rng.choice(list(COLOURS))), int(rng.choice(g.stops))
     for frame, (x, y) in zip(frames, _crossing(g, value, lane), strict=True):
         _paint(frame, colour, x, y, g.side)
-    start = {"left": "right edge", "right": "left edge", "up": "bottom", "down": "top"}[value]
     return Item(
         "direction",
         "multi_frame",
         "Which way does the square move?",
         value,
-        _other(DIRECTIONS, value, rng),
-        f"The square starts at the {start} and moves {value} frame by frame.",
+        f"It moves {value}.",
         frames,
     )
 
@@ -215,10 +208,9 @@ def _spot(rng: np.random.Generator, g: Geometry) -> tuple[int, int]:
     return int(rng.integers(0, g.size - g.side + 1)), int(rng.integers(0, g.size - g.side + 1))
 
 
-def _order_item(rng: np.random.Generator, value: str | None, occurrence: int, g: Geometry) -> Item:
-    assert value is not None
+def _order_item(rng: np.random.Generator, value: str, g: Geometry) -> Item:
     frames = _canvas(rng, g)
-    sequence = [value, *_other(tuple(COLOURS), value, rng)]
+    sequence = [value, *_other(ANSWER_COLOURS, value, rng)]
     x, y = _spot(rng, g)
     quarter = g.frames // 4
     for t, frame in enumerate(frames):
@@ -228,8 +220,7 @@ def _order_item(rng: np.random.Generator, value: str | None, occurrence: int, g:
         "multi_frame",
         "Which colour does the square show first?",
         value,
-        sequence[1:],
-        f"The square is {', then '.join(sequence)}; first it is {value}.",
+        f"It is {value} first.",
         frames,
     )
 
@@ -248,8 +239,7 @@ def _flash_patterns(frames: int) -> dict[int, list[tuple[bool, ...]]]:
     return out
 
 
-def _count_item(rng: np.random.Generator, value: str | None, occurrence: int, g: Geometry) -> Item:
-    assert value is not None
+def _count_item(rng: np.random.Generator, value: str, g: Geometry) -> Item:
     frames = _canvas(rng, g)
     patterns = _flash_patterns(g.frames)[int(value)]
     pattern = patterns[int(rng.integers(len(patterns)))]
@@ -263,37 +253,32 @@ def _count_item(rng: np.random.Generator, value: str | None, occurrence: int, g:
         "multi_frame",
         "How many times does the square flash on?",
         value,
-        _other(COUNTS, value, rng),
-        f"The square appears {value} separate {times}.",
+        f"It flashes {value} {times}.",
         frames,
     )
 
 
-def _arithmetic_item(rng: np.random.Generator, value: str | None, occurrence: int, g: Geometry) -> Item:
-    a, b = int(rng.integers(1, 20)), int(rng.integers(1, 20))
-    total = a + b
-    near = [total + d for d in (-3, -2, -1, 1, 2, 3) if total + d >= 0]
-    distractors = [str(near[i]) for i in rng.permutation(len(near))[:3]]
+def _arithmetic_item(rng: np.random.Generator, value: str, g: Geometry) -> Item:
+    total = int(value)
+    a = int(rng.integers(1, total))
+    b = total - a
     return Item(
         "arithmetic",
         "text",
         f"What is {a} + {b}?",
-        str(total),
-        distractors,
+        value,
         f"{a} + {b} = {total}.",
         None,
     )
 
 
-def _stated_item(rng: np.random.Generator, value: str | None, occurrence: int, g: Geometry) -> Item:
-    name = str(rng.choice(NAMES))
+def _stated_item(rng: np.random.Generator, value: str, g: Geometry) -> Item:
     return Item(
         "stated",
         "text",
-        f"The square in this clip is named {name}. What is the square named?",
-        name,
-        _other(NAMES, name, rng),
-        f"The question says the square is named {name}.",
+        f"The square in this clip is named {value}. What is the square named?",
+        value,
+        f"It is named {value}.",
         None,
     )
 
@@ -301,16 +286,16 @@ def _stated_item(rng: np.random.Generator, value: str | None, occurrence: int, g
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
-        Family("colour", "single_frame", tuple(COLOURS), _colour_item),
+        Family("colour", "single_frame", ANSWER_COLOURS, _colour_item),
         Family("position", "single_frame", QUADRANTS, _position_item),
         Family("direction", "multi_frame", DIRECTIONS, _direction_item),
-        Family("order", "multi_frame", tuple(COLOURS), _order_item),
+        Family("order", "multi_frame", ANSWER_COLOURS, _order_item),
         Family("count", "multi_frame", COUNTS, _count_item),
-        Family("arithmetic", "text", (), _arithmetic_item),
-        Family("stated", "text", (), _stated_item),
+        Family("arithmetic", "text", SUMS, _arithmetic_item),
+        Family("stated", "text", NAMES, _stated_item),
     )
 }
-assert all(f.needs in NEEDS for f in FAMILIES.values())
+assert all(f.needs in NEEDS and len(f.values) == N_OPTIONS for f in FAMILIES.values())
 
 
 @dataclass
@@ -358,10 +343,13 @@ def _clip_name(seed: int, kind: str, family: str, index: int, attempt: int) -> s
 
 
 def _plan(
-    seed: int, rows_per_family: Mapping[str, int], g: Geometry
-) -> tuple[list[Row], dict[str, np.ndarray]]:
-    """Every row and every clip's frames, from the seed; each split and family has its own seed stream."""
-    clips: dict[str, np.ndarray] = {}
+    seed: int, rows_per_family: Mapping[str, int], g: Geometry, encode: Callable[[np.ndarray], bytes]
+) -> tuple[list[Row], dict[str, bytes]]:
+    """Every row and every clip's encoded bytes, from the seed; each split and family has its own seed
+    stream. Clips are told apart by their encoded bytes, not their pixels: two renderings a grey level
+    apart can encode to the same file, and `videokr build` would then (rightly) keep the rows of one
+    split out as overlapping another."""
+    clips: dict[str, bytes] = {}
     seen: set[bytes] = set()
     rows: list[Row] = []
     for code, kind in enumerate(KINDS, start=1):
@@ -371,30 +359,27 @@ def _plan(
         text_rows: list[Row] = []
         own: list[str] = []
         for family_code, family in enumerate(FAMILIES.values()):
-            occurrences: Counter[str] = Counter()
+            options = list(family.values)
             for index in range(count):
+                value = family.values[index % N_OPTIONS]
                 letter = LETTERS[index % N_OPTIONS]
-                value = family.values[(index // N_OPTIONS) % len(family.values)] if family.values else None
                 for attempt in itertools.count():
                     rng = np.random.default_rng([seed, code, family_code, index, attempt])
-                    item = family.make(rng, value, occurrences[value or ""], g)
+                    item = family.make(rng, value, g)
                     if item.frames is None:
                         break
-                    digest = hashlib.sha256(item.frames.tobytes()).digest()
-                    if digest not in seen:  # no two visual items, in any split, share a clip's pixels
+                    data = encode(item.frames)
+                    digest = hashlib.sha256(data).digest()
+                    if digest not in seen:  # no two visual items, in any split, share a clip's bytes
                         seen.add(digest)
                         break
-                occurrences[value or ""] += 1
-                others = [item.distractors[i] for i in rng.permutation(len(item.distractors))]
-                slot = LETTERS.index(letter)
-                options = [*others[:slot], item.answer, *others[slot:]]
                 if item.frames is None:
-                    text_rows.append(Row(kind, item, letter, options, ""))
+                    text_rows.append(Row(kind, item, letter, list(options), ""))
                     continue
                 name = _clip_name(seed, kind, family.name, index, attempt)
-                clips[name] = item.frames
+                clips[name] = data
                 own.append(name)
-                rows.append(Row(kind, item, letter, options, name))
+                rows.append(Row(kind, item, letter, list(options), name))
         borrow = np.random.default_rng([seed, code, 0])
         for row in text_rows:
             row.clip = own[int(borrow.integers(len(own)))]
@@ -435,7 +420,7 @@ def _release_rows(rows: list[Row], seed: int, duration: float) -> dict[str, list
             else:
                 base |= {"problem_type": MULTIPLE_CHOICE, "solution": f"<answer>{row.letter}</answer>"}
             if kind == "sft":
-                base["think"] = f"<think>{row.item.think} That is option {row.letter}.</think>"
+                base["think"] = f"<think>{row.item.think}</think>"
             if kind == "rl":
                 base["videos"] = [row.path]
             out[kind].append(base | _labels(row, duration))
@@ -464,7 +449,12 @@ def generate_learning_corpus(
         raise ValueError(f"size must be even and at least {2 * SIDE}, got {size}")
     sizes = dict(DEFAULT_ROWS) | dict(rows_per_family or {})
     g = Geometry(frames, size, SIDE if size >= 4 * SIDE else size // 4)
-    rows, clips = _plan(seed, sizes, g)
+    fps = frames / CLIP_SECONDS
+    with tempfile.TemporaryDirectory(prefix="videokr-learning-") as staging:
+        clip_file = Path(staging) / "clip.mp4"
+        rows, clips = _plan(
+            seed, sizes, g, lambda frames: write_clip(clip_file, list(frames), fps).read_bytes()
+        )
     out_dir = Path(out_dir)
     train_root, eval_root = out_dir / TRAIN_DIR, out_dir / EVAL_DIR
 
@@ -486,15 +476,13 @@ def generate_learning_corpus(
         shutil.rmtree(eval_root / "videos")
     train_root.mkdir(parents=True, exist_ok=True)
     eval_root.mkdir(parents=True, exist_ok=True)
-    fps = frames / CLIP_SECONDS
     archives: dict[str, list[tuple[str, bytes]]] = {}
-    with tempfile.TemporaryDirectory(prefix="videokr-learning-") as staging:
-        for name in sorted(clips):
-            data = write_clip(Path(staging) / f"{name}.mp4", list(clips[name]), fps).read_bytes()
-            if owners[name] == "eval":
-                write_bytes_atomic(eval_root / paths[name], data)
-            else:
-                archives.setdefault(paths[name].split("/")[0], []).append((paths[name], data))
+    for name in sorted(clips):
+        data = clips[name]
+        if owners[name] == "eval":
+            write_bytes_atomic(eval_root / paths[name], data)
+        else:
+            archives.setdefault(paths[name].split("/")[0], []).append((paths[name], data))
     release = _release_rows(rows, seed, round(frames / fps, 3))
     written, files = write_release(train_root, eval_root, archives, {kind: release[kind] for kind in KINDS})
 
