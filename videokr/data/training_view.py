@@ -602,7 +602,8 @@ def _write_card(
             "data_files": [{"split": s, "path": f"{s}/**"} for s in sorted(report.kept)],
         }
     ]
-    info = dict(card.get("dataset_info") or {})
+    # The features only: sizes and split counts (if the source card has them) are the source's.
+    info = {"features": (card.get("dataset_info") or {}).get("features")}
     info["download_size"] = report.view_bytes + sum(
         (out / s / "metadata.parquet").stat().st_size for s in report.kept
     )
