@@ -19,6 +19,7 @@ from videokr.pipeline.chain import RunConfig, run_chain
 from videokr.pipeline.engine import rows_path
 from videokr.pipeline.oracle import MODEL_STAGES, Faults, Oracle, OracleServer, SampleRun, prepare_sample_run
 
+SECRET = "sk-videokr-test-not-a-real-key"
 FAULTS = Faults(wrong_share=0.2, malformed_share=0.2, guessable_share=0.2)
 STAGE_OF_CODE = {
     "irrelevant": "relevance",
@@ -50,6 +51,7 @@ def chain_outputs(work: Path) -> dict[str, bytes]:
 def reference(sample_run: SampleRun, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One uninterrupted run on the local executor (2 tasks per stage), with what the server saw."""
     root = tmp_path_factory.mktemp("reference")
+    os.environ["VIDEOKR_API_KEY"] = SECRET  # the endpoint's key must reach no file of the run
     with OracleServer(Oracle(sample_run, FAULTS)) as server:
         config = RunConfig.from_dict(
             sample_run.config(
@@ -59,7 +61,10 @@ def reference(sample_run: SampleRun, tmp_path_factory: pytest.TempPathFactory) -
                 executor={"type": "local", "tasks": 2, "workers": 1},
             )
         )
-        reports = run_chain(config)
+        try:
+            reports = run_chain(config)
+        finally:
+            del os.environ["VIDEOKR_API_KEY"]
     return {"root": root, "reports": {r["stage"]: r for r in reports}, "answered": dict(server.answered)}
 
 
@@ -84,6 +89,8 @@ def test_each_filter_drops_what_the_oracle_got_wrong_and_the_release_builds(
     assert set(reports["filter-dependency"]["models"]) == {"blind-b"}
     # Every request was made exactly once.
     assert set(reference["answered"].values()) == {1}
+    leaked = [p for p in reference["root"].rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+    assert not leaked
 
     release = reference["root"] / "release"
     kept = reports["filter-rationale"]["kept"]
@@ -100,6 +107,12 @@ def test_each_filter_drops_what_the_oracle_got_wrong_and_the_release_builds(
     assert len(rows) == split["sft_examples"]
     think = rows[0]["think"] if "think" in rows.column_names else rows[0]["solution"]
     assert think
+
+
+def _run_as_group(config: RunConfig) -> None:
+    """The run as its own process group, as a shell or a scheduler starts a job."""
+    os.setpgid(0, 0)
+    run_chain(config)
 
 
 def _count_cache_entries(cache: Path) -> int:
@@ -124,7 +137,7 @@ def test_a_run_killed_mid_stage_resumes_without_asking_twice(
         config_file.write_text(yaml.safe_dump(raw), encoding="utf-8")
         # A forked process (the decoders are already imported here) killed with SIGKILL: no clean-up runs.
         process = multiprocessing.get_context("fork").Process(
-            target=run_chain, args=(RunConfig.load(config_file),), daemon=True
+            target=_run_as_group, args=(RunConfig.load(config_file),), daemon=True
         )
         process.start()
         try:
@@ -137,7 +150,7 @@ def test_a_run_killed_mid_stage_resumes_without_asking_twice(
                 time.sleep(0.05)
         finally:
             assert process.pid is not None
-            os.kill(process.pid, signal.SIGKILL)
+            os.killpg(process.pid, signal.SIGKILL)  # the run and every process it started
             process.join()
         server.abandon()
         first = dict(server.answered)

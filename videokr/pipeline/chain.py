@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -115,7 +114,7 @@ class RunConfig:
             seeds=where(need("seeds")),  # type: ignore[arg-type]
             endpoint=Endpoint(
                 base_url=str(endpoint["base_url"]),
-                api_key=os.environ.get(key_env) or None,
+                api_key_env=key_env,
                 concurrency=int(endpoint.get("concurrency", 8)),
                 timeout_s=float(endpoint.get("timeout_s", 600)),
             ),
@@ -244,11 +243,11 @@ def chain_stages(config: RunConfig) -> list[Stage]:
         Stage(
             "relevance",
             _relevance,
-            (config.model("relevance"),),
+            config.model("relevance"),
             context=functools.partial(_bank_points, str(config.bank)),
         ),
-        Stage("visual-relevance", _visual_relevance, (config.model("visual-relevance"),)),
-        Stage("safety", _safety, (config.model("safety"),)),
+        Stage("visual-relevance", _visual_relevance, config.model("visual-relevance")),
+        Stage("safety", _safety, config.model("safety")),
     ]
     if config.benchmark is not None:
         index_file = str(config.work_dir / "benchmark-index.npz")
@@ -263,17 +262,17 @@ def chain_stages(config: RunConfig) -> list[Stage]:
         Stage(
             "generate",
             _generate,
-            (config.model("generate"),),
+            config.model("generate"),
             context=functools.partial(_seeds, str(config.seeds)),
         ),
-        Stage("verify", _verify, (config.model("verify"),)),
+        Stage("verify", _verify, config.model("verify")),
     ]
     models = config.dependency_models()
     for number, model in enumerate(models, start=1):
         last = number == len(models)
         name = "filter-dependency" if last else f"filter-dependency-{number}"
-        stages.append(Stage(name, _dependency_answer, (model,), context=functools.partial(bool, last)))
-    stages.append(Stage("filter-rationale", _rationale, (config.model("filter-rationale"),)))
+        stages.append(Stage(name, _dependency_answer, model, context=functools.partial(bool, last)))
+    stages.append(Stage("filter-rationale", _rationale, config.model("filter-rationale")))
     return stages
 
 
@@ -325,6 +324,9 @@ def _executor(
     if kind == "local":
         from datatrove.executor.local import LocalPipelineExecutor
 
+        # Forked workers inherit the decoders this process imported (`preload`); datatrove's default,
+        # forkserver, starts every worker of every stage from a bare interpreter (seconds each).
+        options.setdefault("start_method", "fork")
         return LocalPipelineExecutor(pipeline, logging_dir=str(logs), depends=depends, **options)
     if kind == "slurm":
         from datatrove.executor.slurm import SlurmPipelineExecutor
@@ -349,6 +351,17 @@ def _init_ray(config: RunConfig) -> None:
         ray.init(**{"include_dashboard": False, "log_to_driver": False, **config.executor.get("init", {})})
 
 
+def preload() -> None:
+    """Import what every task needs (the stage modules, the video backend) once, before workers fork."""
+    import importlib
+
+    for module in ("videokr.pipeline.filters", "videokr.pipeline.generate", "videokr.pipeline.screen"):
+        importlib.import_module(module)
+    from videokr.vision.decode import available_backends
+
+    available_backends()  # imports the backends (torchcodec brings torch): seconds, paid here once
+
+
 def units_path(config: RunConfig) -> Path:
     return config.work_dir / "collect-units.jsonl"
 
@@ -368,6 +381,8 @@ def run_chain(config: RunConfig) -> list[dict[str, Any]]:
     kind = config.executor["type"]
     if kind == "ray":
         _init_ray(config)
+    if kind == "local" and config.executor.get("workers", 1) != 1:
+        preload()
     root = config.work_dir
     previous: Any = None
     source = units

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -55,7 +56,7 @@ class Endpoint:
     """An OpenAI-compatible server: ``base_url`` as clients write it (``http://host:8000/v1``)."""
 
     base_url: str
-    api_key: str | None = None
+    api_key_env: str | None = "VIDEOKR_API_KEY"  # the variable's name: the key itself is never stored
     concurrency: int = 8
     timeout_s: float | None = 600
 
@@ -70,14 +71,14 @@ class Endpoint:
 class Stage:
     """One construction stage over JSONL rows.
 
-    `models` names the model each client of `work` talks to (empty: no model). `context` loads, once per
-    task, what every unit shares; it must be picklable (a module-level function or a `functools.partial`),
-    since tasks run in other processes or on other machines.
+    `model` names the model `work`'s one client talks to (None: `work` gets no client). `context` loads,
+    once per task, what every unit shares; it must be picklable (a module-level function or a
+    `functools.partial`), since tasks run in other processes or on other machines.
     """
 
     name: str
     work: Work
-    models: tuple[str, ...] = ()
+    model: str | None = None
     context: Callable[[], Any] | None = None
     unit_id: Callable[[dict[str, Any]], str] = field(default=lambda row: str(row["id"]))
 
@@ -229,6 +230,25 @@ class _RolloutContext:
         return _rollout_context(self.stage, self.threads)
 
 
+class EndpointRunner(InferenceRunner):
+    """datatrove's inference runner, given the endpoint's API key only in the task that uses it.
+
+    The runner's config is written to the job's ``executor.json`` (and pickled for Slurm and Ray), so it
+    holds the name of the environment variable; the key is read from it when the task starts.
+    """
+
+    def __init__(self, api_key_env: str | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.api_key_env = api_key_env
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        self.config.api_key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        try:
+            return super().run(data, rank, world_size)
+        finally:
+            self.config.api_key = None
+
+
 class OutcomeWriter(JsonlWriter):
     """Writes one outcome line per unit and shows the task's progress (units, rate, ETA, tokens)."""
 
@@ -355,30 +375,27 @@ def stage_pipeline(
 ) -> list[PipelineStep]:
     """The datatrove pipeline of one stage's units (run it on any executor, with any number of tasks).
 
-    A stage with models runs once per model in order: all but the last model add their answers to the
-    rows (``InferenceRunner`` sends every request of a run to one model), so `work` of such a stage sees
-    the clients of earlier passes only through the row; stages here use one model per pass.
+    A model stage runs in an `InferenceRunner`, which sends every request to one model: a filter that
+    asks two models is two stages (see `chain.chain_stages`).
     """
     writer = OutcomeWriter(stage_dir(root, stage.name) / "outcomes", stage.name, progress=progress)
     reader = StageRows(input_path, stage.unit_id)
-    if not stage.models:
+    if stage.model is None:
         return [reader, UnitStep(stage), writer]
     if endpoint is None:
         raise ValueError(f"stage {stage.name} calls a model: an endpoint is needed")
-    if len(stage.models) != 1:
-        raise ValueError(f"stage {stage.name}: one model per pass (got {list(stage.models)})")
-    model = stage.models[0]
+    model = stage.model
     config = InferenceConfig(
         server_type="endpoint",
         model_name_or_path=model,
         endpoint_url=endpoint.server_url,
-        api_key=endpoint.api_key,
         max_concurrent_generations=endpoint.concurrency,
         max_concurrent_documents=endpoint.concurrency,
         request_timeout=endpoint.timeout_s,
         metric_interval=3600,  # the progress bar reports; the runner's table is for long runs' logs
     )
-    runner = InferenceRunner(
+    runner = EndpointRunner(
+        endpoint.api_key_env,
         rollout_fn=UnitRollout(stage, model, str(cache_dir) if cache_dir is not None else None),
         config=config,
         output_writer=writer,
