@@ -221,3 +221,36 @@ def test_a_run_config_missing_what_it_needs_is_one_clear_error(tmp_path: Path) -
     ):
         with pytest.raises(ConfigError, match=message):
             RunConfig.from_dict(broken, base=tmp_path)
+
+
+def test_an_overloaded_or_failing_endpoint_is_retried_not_fatal(
+    sample_run: SampleRun, tmp_path: Path
+) -> None:
+    from datatrove.executor.local import LocalPipelineExecutor
+
+    from videokr.pipeline.chain import chain_stages
+    from videokr.pipeline.common import read_jsonl, write_jsonl
+    from videokr.pipeline.engine import Endpoint, merge_outcomes, stage_pipeline
+
+    candidates = [{**row, "description": ""} for row in read_jsonl(sample_run.manifest)]
+    write_jsonl(tmp_path / "candidates.jsonl", candidates)
+    with OracleServer(Oracle(sample_run, FAULTS)) as server:
+        server.failures = [503, 500, 429]  # the runner itself retries none of these
+        config = RunConfig.from_dict(
+            sample_run.config(tmp_path / "work", tmp_path / "release", server.base_url)
+        )
+        stage = next(s for s in chain_stages(config) if s.name == "relevance")
+        pipeline = stage_pipeline(
+            stage,
+            tmp_path / "candidates.jsonl",
+            tmp_path / "work",
+            endpoint=Endpoint(server.base_url, concurrency=1),
+            cache_dir=tmp_path / "cache",
+            progress=False,
+            backoff_s=0.01,
+        )
+        LocalPipelineExecutor(pipeline, tasks=1, logging_dir=str(tmp_path / "logs")).run()
+    report = merge_outcomes(tmp_path / "work", "relevance", tmp_path / "candidates.jsonl", stage.unit_id)
+    assert report.models["oracle"]["retries"] == 3 and report.models["oracle"]["failures"] == 3
+    assert set(report.dropped_ids.get("irrelevant", [])) == set(sample_run.offtopic)
+    assert report.kept + sum(report.dropped.values()) == len(candidates)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -43,7 +44,7 @@ from datatrove.pipeline.writers.jsonl import JsonlWriter
 from tqdm.auto import tqdm
 
 from videokr.errors import VideoKRError
-from videokr.pipeline.client import Completion, Counters, ModelClient, RequestError
+from videokr.pipeline.client import Completion, Counters, ModelClient, RequestError, TransientError
 from videokr.pipeline.common import UNIT_ERRORS, Outcome, StageReport, read_jsonl, write_jsonl
 
 Work = Callable[[dict[str, Any], Sequence[ModelClient], Any], Outcome]
@@ -160,7 +161,9 @@ class GenerateBackend:
     """A `Backend` whose replies come from the inference runner's ``generate`` callback.
 
     The unit function runs in a worker thread and blocks here while the runner's event loop sends the
-    request (with its own concurrency limit, retries on connection errors, and token metrics).
+    request (with its concurrency limit, its retries on connection errors, and its token metrics). The
+    runner does not retry an overloaded or failing endpoint (HTTP 429, 5xx); those become
+    `TransientError`, which `ModelClient` retries with backoff, as it does for the per-stage commands.
     """
 
     def __init__(self, model: str, generate: Callable[[dict], Any], loop: asyncio.AbstractEventLoop) -> None:
@@ -169,26 +172,38 @@ class GenerateBackend:
         self._loop = loop
 
     def complete(self, payload: dict[str, Any]) -> Completion:
-        from datatrove.pipeline.inference.types import InferenceError
+        from datatrove.pipeline.inference.types import InferenceError, ServerError
 
         future = asyncio.run_coroutine_threadsafe(self._generate(dict(payload)), self._loop)
         try:
             result = future.result()
+        except ServerError as exc:
+            raise TransientError(f"{self.model}: {exc}") from None
         except InferenceError as exc:
-            raise RequestError(f"{self.model}: {exc.error}") from None
+            message = f"{self.model}: {exc.error}"
+            if _TRANSIENT_STATUS.search(str(exc.error)):
+                raise TransientError(message) from None
+            raise RequestError(message) from None
         usage = result.usage or {}
         return Completion(
             result.text, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
         )
 
 
+_TRANSIENT_STATUS = re.compile(r"http status (429|5\d\d)\b", re.IGNORECASE)
+
+
 class UnitRollout:
     """The runner's rollout function: one unit of a model stage, through our cache and repair turn."""
 
-    def __init__(self, stage: Stage, model: str, cache_dir: str | None) -> None:
+    def __init__(
+        self, stage: Stage, model: str, cache_dir: str | None, *, retries: int = 4, backoff_s: float = 1.0
+    ) -> None:
         self.stage = stage
         self.model = model
         self.cache_dir = cache_dir
+        self.retries = retries
+        self.backoff_s = backoff_s
 
     async def __call__(
         self,
@@ -203,7 +218,8 @@ class UnitRollout:
             GenerateBackend(self.model, generate, loop),
             cache_dir=self.cache_dir,
             max_concurrency=1 << 16,  # the runner bounds concurrency
-            retries=0,  # and retries what is worth retrying
+            retries=self.retries,
+            backoff_s=self.backoff_s,
         )
         row = json.loads(document.text)
         outcome = await loop.run_in_executor(threads, _run_unit, self.stage, row, [client], context)
@@ -372,6 +388,7 @@ def stage_pipeline(
     endpoint: Endpoint | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    backoff_s: float = 1.0,
 ) -> list[PipelineStep]:
     """The datatrove pipeline of one stage's units (run it on any executor, with any number of tasks).
 
@@ -396,7 +413,9 @@ def stage_pipeline(
     )
     runner = EndpointRunner(
         endpoint.api_key_env,
-        rollout_fn=UnitRollout(stage, model, str(cache_dir) if cache_dir is not None else None),
+        rollout_fn=UnitRollout(
+            stage, model, str(cache_dir) if cache_dir is not None else None, backoff_s=backoff_s
+        ),
         config=config,
         output_writer=writer,
         shared_context=_RolloutContext(stage, max(THREADS_PER_TASK, endpoint.concurrency)),

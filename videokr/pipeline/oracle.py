@@ -354,6 +354,7 @@ class OracleServer:
         self.answered: Counter[str] = Counter()
         self.admitted = 0
         self.waiting = 0
+        self.failures: list[int] = []  # statuses the next requests get instead of an answer
         self._lock = threading.Lock()
         self._abandoned = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -413,6 +414,11 @@ class OracleServer:
                 if held:
                     server._abandoned.wait()
                     self.close_connection = True
+                    return
+                with server._lock:
+                    failure = server.failures.pop(0) if server.failures else None
+                if failure is not None:
+                    self._send(failure, {"error": {"message": "injected failure"}})
                     return
                 payload = json.loads(body)
                 text = server.oracle.answer(payload)
