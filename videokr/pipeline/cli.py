@@ -210,8 +210,8 @@ Run the whole chain from a knowledge-bank slice and a folder of licensed clips t
 `videokr build` takes: collect-local, relevance, visual-relevance, safety, decontaminate (with
 `benchmark`), generate, verify, filter-dependency, filter-rationale, split and release. Each stage runs
 on datatrove; `executor: {type: local|slurm|ray, ...}` in the config says where. Run it again to resume:
-finished tasks are skipped and answered requests come from the cache. See the README's Pipeline section
-for the config keys."""
+finished tasks are skipped and answered requests come from the cache. See the README's Construction pipeline
+section for the config keys."""
 
 
 def add_pipeline_commands(subparsers: Any) -> argparse.ArgumentParser:
