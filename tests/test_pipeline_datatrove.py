@@ -51,6 +51,7 @@ def chain_outputs(work: Path) -> dict[str, bytes]:
 def reference(sample_run: SampleRun, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One uninterrupted run on the local executor (2 tasks per stage), with what the server saw."""
     root = tmp_path_factory.mktemp("reference")
+    before = os.environ.get("VIDEOKR_API_KEY")
     os.environ["VIDEOKR_API_KEY"] = SECRET  # the endpoint's key must reach no file of the run
     with OracleServer(Oracle(sample_run, FAULTS)) as server:
         config = RunConfig.from_dict(
@@ -64,7 +65,10 @@ def reference(sample_run: SampleRun, tmp_path_factory: pytest.TempPathFactory) -
         try:
             reports = run_chain(config)
         finally:
-            del os.environ["VIDEOKR_API_KEY"]
+            if before is None:
+                del os.environ["VIDEOKR_API_KEY"]
+            else:
+                os.environ["VIDEOKR_API_KEY"] = before
     return {"root": root, "reports": {r["stage"]: r for r in reports}, "answered": dict(server.answered)}
 
 
