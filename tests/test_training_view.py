@@ -306,3 +306,23 @@ def test_a_killed_view_build_resumes_to_the_same_bytes(source: Path, views: dict
         }
 
     assert files(out) == files(reference)
+
+
+def test_view_of_a_sharded_build_reads_clips_from_its_zip_shards(sample_corpus: Path, tmp_path: Path) -> None:
+    import videokr_sft
+    from videokr.data.hub import build_repo
+
+    built = tmp_path / "sharded"
+    build_repo(
+        videokr_sft.SPEC, sample_corpus, built, workers=1, progress=False, check=False, layout="shards"
+    )
+    assert list((built / "train").glob("*.zip"))
+    settings = ViewSettings.of(FrameSampling(max_frames=4), 28)
+    report = build_training_view(built, tmp_path / "view", settings, progress=False)
+    assert report.kept_out == [] and report.kept == report.rows
+    rows = _view_rows(tmp_path / "view")
+    assert len(rows) == report.rows["train"]
+    tag = read_view_clip(rows[0]["video"]["path"])
+    assert tag is not None and tag.source.startswith("shard-") and len(tag.indices) == 4
+    again = build_training_view(built, tmp_path / "view", settings, progress=False)
+    assert (again.clips_encoded, again.clips_reused) == (0, report.clips_encoded)

@@ -20,7 +20,8 @@ they are. The collator, GRPO's rollouts and the training scripts need no change:
 ``--dataset_name`` at the view folder. The evaluation keeps the originals (a view holds no other frames
 for the single-frame probe, and is refused there).
 
-The folder is the same no-code videofolder layout as the build's: ``<split>/metadata.parquet`` with every
+The folder is the no-code videofolder layout of a build with loose files, whatever the source's layout (loose
+clips or ZIP shards, whose members are read one at a time): ``<split>/metadata.parquet`` with every
 column of the source rows, ``<split>/videos/…`` (the source's clip names, suffix ``.mp4``), a card whose
 YAML carries the settings under ``videokr_training_view``, the source's ``ATTRIBUTION.md`` (the clips are
 adaptations of the originals, under the same licences).
@@ -35,6 +36,7 @@ are listed by id with the reason in the summary and in ``.videokr/training_view.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -320,6 +322,7 @@ class _Job:
     data: bytes | None  # or its bytes (a dataset that embeds clips)
     size: int
     mtime_ns: int
+    url: str | None = None  # or an fsspec URL, read in the worker (a member of a ZIP shard)
 
 
 def build_training_view(
@@ -448,6 +451,14 @@ def _job(source: Path, split: str, video: dict[str, Any] | None) -> _Job | None:
     video = video or {}
     path, data = video.get("path"), video.get("bytes")
     root = source.resolve()
+    if path and not data and path.startswith("zip://") and "::" in path:
+        # A member of a ZIP shard of a sharded build: named by its member path, reused while the shard
+        # is unchanged, read in the worker (never all clips in memory at once).
+        member, archive = path[len("zip://") :].split("::", 1)
+        size = _member_sizes(archive)[member]
+        name = Path(split, member).with_suffix(".mp4").as_posix()
+        mtime = Path(archive).stat().st_mtime_ns
+        return _Job(name, f"{Path(archive).name}:{member}", None, None, size, mtime, path)
     if path and os.path.isfile(path):
         real = Path(path).resolve()
         stat = real.stat()
@@ -463,6 +474,15 @@ def _job(source: Path, split: str, video: dict[str, Any] | None) -> _Job | None:
         digest = hashlib.sha256(data).hexdigest()
         return _Job(f"{split}/videos/{digest[:3]}/{digest[:16]}.mp4", digest, None, bytes(data), len(data), 0)
     return None
+
+
+@functools.cache
+def _member_sizes(archive: str) -> dict[str, int]:
+    """Member name → size of a ZIP shard (read once per shard from its central directory)."""
+    import zipfile
+
+    with zipfile.ZipFile(archive) as handle:
+        return {info.filename: info.file_size for info in handle.infolist()}
 
 
 class _Manifest:
@@ -563,8 +583,14 @@ def _encode_job(out: str, settings: ViewSettings, job: _Job) -> str | None:
         if job.path is not None:
             encode_view_clip(job.path, dest, settings, name=job.source)
         else:
+            data = job.data
+            if job.url is not None:
+                import fsspec
+
+                with fsspec.open(job.url, "rb") as source:
+                    data = source.read()
             with tempfile.NamedTemporaryFile(suffix=".mp4") as handle:
-                handle.write(job.data or b"")
+                handle.write(data or b"")
                 handle.flush()
                 encode_view_clip(handle.name, dest, settings, name=job.source)
     except VideoDecodeError as error:
