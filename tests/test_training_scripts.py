@@ -8,6 +8,7 @@ accelerate configs load.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -73,6 +74,8 @@ def test_sft_script_trains_and_saves_a_reloadable_checkpoint(
     tower0, projector0 = vision_parts(initial)
     assert same(tower, tower0) and same(projector, projector0)
     assert not same(list(trained.lm_head.parameters()), list(initial.lm_head.parameters()))
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert any("train_loss" in entry for entry in history)
 
 
 @pytest.mark.parametrize("arch", ARCHES)
@@ -93,6 +96,9 @@ def test_grpo_script_trains_and_saves_a_reloadable_checkpoint(
     assert "rewards: ['accuracy', 'format'], weights [0.9, 0.1]" in logs
     assert "RuntimeWarning" not in logs  # runpy: the package does not import its script modules
     reload(out, arch)
+    # The trainer's log is kept beside the model, whatever save_strategy was: the reward curve's source.
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert [entry["step"] for entry in history if "reward" in entry] == [1]
 
 
 def parse(recipe: Path, *extra: str) -> tuple[VideoScriptArguments, Any, ModelConfig]:

@@ -77,6 +77,9 @@ def main(script_args: VideoScriptArguments, training_args: VideoGRPOConfig, mode
     # Writes the model (gathered under ZeRO-3 / FSDP) and the processor into one folder, so
     # AutoModelForImageTextToText / AutoProcessor.from_pretrained(output_dir) reload it.
     trainer.save_model(training_args.output_dir)
+    # trainer_state.json beside the model: the logged loss, rewards and learning rate per step (the
+    # curves a user plots), whatever save_strategy was.
+    trainer.save_state()
 
 
 def cli(args: list[str] | None = None) -> None:
