@@ -72,8 +72,12 @@ def test_leaderboard_writes_markdown_csv_and_png(
     lines = [line for line in table.splitlines() if line.startswith("| ")]
     assert lines[0].startswith("| model | VideoKR-Eval (official scorer) | ours (robust) | MMVU |")
     assert lines[1].startswith(
-        "| oracle (max_frames=4) | 100.0 [100.0, 100.0] | 100.0 | 100.0 | 100.0 | 100.0 | – | 100.0 | – |"
+        "| oracle (max_frames=4) | 100.0 [100.0, 100.0] | 100.0 | 100.0 | 100.0 | 100.0 | – | – | 100.0 |"
     )
+    # Every cell under its own header: text only was run, the single-frame probe (and so the answerable
+    # rate) was not.
+    cells = dict(zip(lines[0].strip("| ").split(" | "), lines[1].strip("| ").split(" | "), strict=True))
+    assert (cells["single frame"], cells["answerable (1 frame)"], cells["text only"]) == ("–", "–", "100.0")
     assert lines[2].startswith("| contrarian (max_frames=4) | 0.0 [0.0, 0.0] |")
     with (tmp_path / "leaderboard.csv").open() as handle:
         records = list(csv.DictReader(handle))

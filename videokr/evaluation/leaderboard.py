@@ -47,6 +47,14 @@ PROBE_TASKS: dict[str, str] = {
 }
 #: Source benchmark → its own task.
 SOURCE_TASKS: dict[str, str] = {source: f"videokr_eval_{source.lower()}" for source in SOURCES}
+#: Where the eval items carry a ``needs`` label (the learning corpus), the probes checked against it:
+#: column → (task, metric). Shown only when some row has them.
+TRUTH_COLUMNS: dict[str, tuple[str, str]] = {
+    "needs several frames: video": ("videokr_eval", "acc:needs=multi_frame"),
+    "needs several frames: 1 frame": ("videokr_eval_single_frame", "acc:needs=multi_frame"),
+    "1-frame probe precision": ("videokr_eval_single_frame", "probe_precision"),
+    "1-frame probe recall": ("videokr_eval_single_frame", "probe_recall"),
+}
 #: Frame settings that name a row when they differ from the paper's.
 _PAPER_SETTINGS: dict[str, Any] = {"fps": 2.0, "max_frames": 128, "num_frames": None, "max_pixels": 100352}
 
@@ -171,6 +179,13 @@ class Leaderboard:
     rows: list[Row]
 
     @property
+    def truth_columns(self) -> list[str]:
+        """The `TRUTH_COLUMNS` some row has (none on the release, which carries no ``needs`` label)."""
+        return [
+            c for c, (task, name) in TRUTH_COLUMNS.items() if any(r.estimate(task, name) for r in self.rows)
+        ]
+
+    @property
     def columns(self) -> list[str]:
         return [
             "model",
@@ -181,6 +196,7 @@ class Leaderboard:
             "answerable (1 frame)",
             "text only",
             "open-ended ROUGE",
+            *self.truth_columns,
             "judge",
         ]
 
@@ -191,8 +207,10 @@ class Leaderboard:
             est = _estimates(row)
             cells = [_cell(est["acc_official"], interval=True), _cell(est["acc"])]
             cells += [_cell(est[f"acc_official_{s}"]) for s in SOURCES]
-            cells += [_cell(est[f"acc_official_{p}"]) for p in ("single_frame", "text_only")]
-            cells += [_cell(est["answerable_rate"]), _cell(est["open_rouge"])]
+            # In the header's order: single frame, answerable (1 frame), text only, open-ended ROUGE.
+            cells += [_cell(est["acc_official_single_frame"]), _cell(est["answerable_rate"])]
+            cells += [_cell(est["acc_official_text_only"]), _cell(est["open_rouge"])]
+            cells += [_cell(row.estimate(*TRUTH_COLUMNS[c])) for c in self.truth_columns]
             out.append([row.label, *cells, {True: "yes", False: "no", None: "–"}[row.judged()]])
         return out
 
@@ -278,6 +296,10 @@ def _estimates(row: Row) -> dict[str, Estimate | None]:
             out[f"{score}_{probe}"] = row.estimate(PROBE_TASKS[probe], score)
     out["answerable_rate"] = row.estimate(PROBE_TASKS["single_frame"], "answerable_rate")
     out["open_rouge"] = row.estimate(PROBE_TASKS["video"], "open_rouge")
+    out["multi_frame_video"] = row.estimate(*TRUTH_COLUMNS["needs several frames: video"])
+    out["multi_frame_single_frame"] = row.estimate(*TRUTH_COLUMNS["needs several frames: 1 frame"])
+    out["probe_precision"] = row.estimate(*TRUTH_COLUMNS["1-frame probe precision"])
+    out["probe_recall"] = row.estimate(*TRUTH_COLUMNS["1-frame probe recall"])
     return out
 
 
