@@ -25,7 +25,7 @@ def _sample(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from videokr.demo import demo_command
 
-    return demo_command(args.out, small=args.small)
+    return demo_command(args.out, small=args.small, check=args.check)
 
 
 def _tiny_model(args: argparse.Namespace) -> int:
@@ -111,13 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo = add(
         "demo",
         _demo,
-        "Run the whole chain offline on CPU: sample corpus, tiny model, the three datasets, SFT, GRPO, "
-        "evaluation with probes, leaderboard.",
+        "Run the whole chain offline on CPU: learning corpus, tiny model, the three datasets, SFT, GRPO, "
+        "evaluation with probes, leaderboard, and the relations the results must show.",
     )
     demo.add_argument(
         "--out", type=Path, default=Path("videokr-demo"), help="output folder (re-running resumes)"
     )
-    demo.add_argument("--small", action="store_true", help="fewer training steps and eval items (fastest)")
+    demo.add_argument("--small", action="store_true", help="smaller corpus and budget (about 3 minutes)")
+    demo.add_argument(
+        "--check", action="store_true", help="exit 1 when a relation the results must show fails"
+    )
 
     sample = add(
         "sample",
