@@ -59,7 +59,7 @@ class DemoPlan:
 
 
 FULL = DemoPlan({"sft": 256, "rl": 64, "eval": 32}, 2000, 3e-3, 60, 2e-4, None)
-SMALL = DemoPlan({"sft": 64, "rl": 16, "eval": 16}, 400, 3e-3, 8, 2e-4, ("text_only_at_chance",))
+SMALL = DemoPlan({"sft": 64, "rl": 16, "eval": 8}, 300, 3e-3, 4, 2e-4, ("text_only_at_chance",))
 GENERATIONS = 8  # completions per prompt in GRPO
 COMPLETION_TOKENS = (
     32  # the learning corpus's answers are short: <think>It moves left.</think><answer>B</answer>
