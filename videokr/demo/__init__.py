@@ -24,6 +24,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from videokr.demo.checks import Relation
 
 EVAL_TASKS = ("videokr_eval", "videokr_eval_single_frame", "videokr_eval_text_only")
 DONE = ".videokr-demo-done"
@@ -46,8 +50,10 @@ COMMON += ["--seed", "0", "--dataloader_num_workers", "1"]
 class DemoPlan:
     """How much the demo trains and evaluates. ``rows``: the learning corpus's rows per family and split.
 
-    The full plan is sized to show every relation in `videokr.demo.checks` within about 15 minutes on
-    two cores; the small one (tests) to show those in ``relations`` within about 3 minutes.
+    The full plan is the budget the demo can afford on two cores (its 2,000 SFT steps are most of it);
+    it aims at every relation in `videokr.demo.checks`, and at seed 0 three of the eight hold so far
+    (README, "What the demo shows"). The small one is the test suite's: it asserts only ``relations``,
+    the ones its budget reaches.
     """
 
     rows: dict[str, int]
@@ -61,9 +67,8 @@ class DemoPlan:
 FULL = DemoPlan({"sft": 256, "rl": 64, "eval": 32}, 2000, 3e-3, 60, 2e-4, None)
 SMALL = DemoPlan({"sft": 64, "rl": 16, "eval": 8}, 300, 3e-3, 4, 2e-4, ("text_only_at_chance",))
 GENERATIONS = 8  # completions per prompt in GRPO
-COMPLETION_TOKENS = (
-    32  # the learning corpus's answers are short: <think>It moves left.</think><answer>B</answer>
-)
+# The learning corpus's answers are short: <think>It moves left.</think><answer>B</answer>.
+COMPLETION_TOKENS = 32
 
 
 @dataclass
@@ -81,7 +86,7 @@ class DemoResult:
     results: dict[str, Path]
     leaderboard: dict[str, Path]
     curves: Path
-    relations: list = field(default_factory=list)
+    relations: list[Relation] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     reused: list[str] = field(default_factory=list)
 
