@@ -27,7 +27,7 @@ def _smooth(values: list[float], window: int) -> list[float]:
 
 
 def plot_curves(sft_state: Path, grpo_state: Path, out: Path) -> Path:
-    """Two panels, SFT loss and GRPO mean reward (with a moving average), written as a PNG to ``out``."""
+    """Two panels, SFT loss (log scale) and GRPO mean reward (with a moving average), as a PNG at ``out``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -42,13 +42,18 @@ def plot_curves(sft_state: Path, grpo_state: Path, out: Path) -> Path:
         series = log_series(state, key) if state.is_file() else []
         if series:
             steps, values = zip(*series, strict=True)
-            ax.plot(steps, values, alpha=0.35, label="logged")
-            window = max(1, len(values) // 10)
-            ax.plot(steps, _smooth(list(values), window), label=f"moving average ({window} logs)")
-            ax.legend(fontsize="small")
+            if key == "reward":  # one step's mean over a few groups is noisy: show the trend beside it
+                ax.plot(steps, values, alpha=0.35, label="logged")
+                window = max(1, len(values) // 10)
+                ax.plot(steps, _smooth(list(values), window), label=f"moving average ({window} steps)")
+                ax.legend(fontsize="small")
+            else:  # logged every few steps, already averaged over them
+                ax.plot(steps, values)
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.set_ylabel(label)
+        if key == "loss" and series:
+            ax.set_yscale("log")  # the loss falls over two orders of magnitude
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
