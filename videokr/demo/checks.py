@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from videokr.demo.curves import log_series
-from videokr.evaluation.probe_truth import probe_truth, read_details
+from videokr.evaluation.probe_truth import PROBE_TASKS, probe_truth, read_details
 
 __all__ = ["CHANCE", "RELATIONS", "Relation", "check_relations", "format_relations"]
 
@@ -102,8 +102,12 @@ def check_relations(
     """Check the relations (all, or those named in ``only``) on the results folders of ``base``, ``sft``
     and ``grpo`` and on GRPO's ``trainer_state.json``."""
     details = {name: read_details(folder) for name, folder in results.items()}
-    missing = [f"{m}/{p}" for m in ("base", "sft", "grpo") for p in ("video", "single_frame", "text_only")]
-    missing = [k for k in missing if k.split("/")[1] not in details.get(k.split("/")[0], {})]
+    missing = [
+        f"{model}/{probe}"
+        for model in ("base", "sft", "grpo")
+        for probe in PROBE_TASKS
+        if probe not in details.get(model, {})
+    ]
     if missing:
         raise FileNotFoundError(f"no evaluation details for {', '.join(missing)}")
     video = {name: _scored(found["video"]) for name, found in details.items()}
