@@ -113,6 +113,7 @@ def flashes(frames: list[np.ndarray]) -> str:
 MULTI_FRAME_ORACLES = {
     "direction": direction,
     "order": lambda frames: colour_of(frames[0]),
+    "last": lambda frames: colour_of(frames[-1]),
     "count": flashes,
 }
 SINGLE_FRAME_ORACLES = {"colour": colour_of, "position": quadrant}
@@ -147,9 +148,28 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:
     c = generate_learning_corpus(tmp_path / "c", seed=2, rows_per_family=small)
     assert files(a.root) == files(b.root)
     assert a.files["eval"].read_bytes() != c.files["eval"].read_bytes()
-    assert a.rows == {"sft": 56, "rl": 28, "eval": 28} and a.clips == {"sft": 40, "rl": 20, "eval": 20}
+    assert a.rows == {"sft": 64, "rl": 32, "eval": 32} and a.clips == {"sft": 48, "rl": 24, "eval": 24}
     with pytest.raises(ValueError, match="multiple of 4"):
         generate_learning_corpus(tmp_path / "d", rows_per_family={"eval": 6})
+
+
+def test_families_choose_the_questions(tmp_path: Path) -> None:
+    """A chosen subset gives exactly those families, balanced as ever; a typo or a text-only choice (its
+    items would have no clip to borrow) is refused before anything is written."""
+    made = generate_learning_corpus(
+        tmp_path / "a", seed=1, rows_per_family={"sft": 8, "rl": 4, "eval": 4}, families=["last", "stated"]
+    )
+    assert made.families == {
+        "sft": {"last": 8, "stated": 8},
+        "rl": {"last": 4, "stated": 4},
+        "eval": {"last": 4, "stated": 4},
+    }
+    assert made.clips == {"sft": 8, "rl": 4, "eval": 4}
+    assert "families: last (multi_frame), stated (text)" in made.summary()
+    for families, message in ((["colour", "shape"], "shape"), (["stated"], "visual family")):
+        with pytest.raises(ValueError, match=message):
+            generate_learning_corpus(tmp_path / "b", families=families)
+        assert not (tmp_path / "b").exists()
 
 
 def test_letters_and_values_are_balanced_per_family(corpus: Any) -> None:
@@ -224,7 +244,7 @@ def test_needs_labels_are_true_by_the_pixels(corpus: Any) -> None:
             others = {oracle(order) for order in reorderings(frames)} - {answer}
             assert others & set(options), (row["id"], family)  # same frames, another answer
         checked[row["needs"]] += 1
-    assert checked == {"text": 96, "single_frame": 96, "multi_frame": 144}
+    assert checked == {"text": 96, "single_frame": 96, "multi_frame": 192}
 
 
 def test_needs_travels_through_records_and_the_built_eval_dataset(corpus: Any, tmp_path: Path) -> None:

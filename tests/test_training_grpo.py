@@ -86,6 +86,12 @@ def test_rows_are_conversational_with_a_video_part_and_the_rl_prompt(dataset: An
     assert message["content"][1]["text"] == text
 
 
+def test_prompt_style_asks_in_another_official_layout(dataset: Any) -> None:
+    row = to_grpo_rows(dataset, style="eval")[0]
+    text = prompts.build_prompt(row["question"], row["options"], row["problem_type"], style="eval")
+    assert row["prompt"][0]["content"][1]["text"] == text != dataset[0]["prompt"][0]["content"][1]["text"]
+
+
 @pytest.mark.parametrize(
     ("completion", "accuracy", "fmt"),
     [

@@ -139,6 +139,9 @@ def test_recipe_fields_override_on_the_command_line() -> None:
     assert video.dataset_name == "org/VideoKR-RL" and video.sampling().num_frames == 32
     assert training.reward_funcs == ["videokr"] and training.reward_weights == [1.0]
     assert training.rollout_engine == "generate"
+    assert video.prompt_style is None  # each script then asks in its stage's official layout
+    video, _, _ = parse(recipe, *extra, "--prompt_style", "eval")
+    assert video.prompt_style == "eval"
 
 
 def test_grpo_script_names_the_rewards_and_weighs_only_the_paper_pair(tmp_path: Path) -> None:

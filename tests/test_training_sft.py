@@ -55,6 +55,16 @@ def test_rows_use_the_official_sft_prompt_and_target(rows: list[dict[str, Any]])
     assert set(row["video"]) == {"path", "bytes"} and Path(row["video"]["path"]).is_file()
 
 
+def test_prompt_style_trains_on_another_official_layout(sft_folder: Path) -> None:
+    """``--prompt_style eval``: the benchmark's layout, byte for byte, and only the prompt changes."""
+    dataset = load_video_dataset(str(sft_folder), max_samples=2)
+    official, asked = to_sft_rows(dataset)[0], to_sft_rows(dataset, style="eval")[0]
+    assert asked["prompt"] == prompts.build_prompt(
+        asked["question"], asked["options"], asked["problem_type"], style="eval"
+    )
+    assert asked["prompt"] != official["prompt"] and asked["completion"] == official["completion"]
+
+
 def test_skill_filter_keeps_only_that_skill(sft_folder: Path) -> None:
     everything = load_video_dataset(str(sft_folder))
     vidr = load_video_dataset(str(sft_folder), skills=["VidR"])

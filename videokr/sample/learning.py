@@ -14,9 +14,9 @@ from the clip or the text, not a search of the options. Each row records what an
     square is in.
 ``multi_frame`` (no single frame answers it: the same frames in another order answer differently)
     ``direction``: which way the square moves (it crosses the frame; played backwards it moves the other
-    way); ``order``: which of four colours the square shows first (each shown for a quarter of the clip;
-    rotated, another comes first); ``count``: how many times the square flashes on (always on in half
-    the frames, in 1–4 runs; rearranged, the count changes).
+    way); ``order`` and ``last``: which of four colours the square shows first, or last (each shown for
+    a quarter of the clip; rotated, another comes first or last); ``count``: how many times the square
+    flashes on (always on in half the frames, in 1–4 runs; rearranged, the count changes).
 ``text`` (the question alone answers it; the clip is borrowed from another item of the split)
     ``arithmetic``: the sum of two numbers (5 to 8); ``stated``: one of four names, the question states
     which.
@@ -41,7 +41,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,7 +67,7 @@ __all__ = [
 
 TRAIN_DIR, EVAL_DIR = "VideoKR-Train", "VideoKR-Eval"
 KINDS = ("sft", "rl", "eval")
-#: Rows per family and split by default: 7 families → 1,792 SFT, 448 RL and 224 Eval rows.
+#: Rows per family and split by default: 8 families → 2,048 SFT, 512 RL and 256 Eval rows.
 DEFAULT_ROWS: dict[str, int] = {"sft": 256, "rl": 64, "eval": 32}
 LEARN_DATASET = "VideoKR-Learn"
 FRAMES, SIZE, SIDE = 8, 56, 14
@@ -225,6 +225,20 @@ def _order_item(rng: np.random.Generator, value: str, g: Geometry) -> Item:
     )
 
 
+def _last_item(rng: np.random.Generator, value: str, g: Geometry) -> Item:
+    """The order family played backwards: the asked colour is the last of four, not the first."""
+    item = _order_item(rng, value, g)
+    assert item.frames is not None
+    return Item(
+        "last",
+        "multi_frame",
+        "Which colour does the square show last?",
+        value,
+        f"It is {value} last.",
+        item.frames[::-1].copy(),
+    )
+
+
 def runs(pattern: tuple[bool, ...] | list[bool]) -> int:
     """How many separate runs of `True` (the square flashing on) a frame pattern has."""
     return sum(1 for t, on in enumerate(pattern) if on and (t == 0 or not pattern[t - 1]))
@@ -293,6 +307,7 @@ FAMILIES: dict[str, Family] = {
         Family("count", "multi_frame", COUNTS, _count_item),
         Family("arithmetic", "text", SUMS, _arithmetic_item),
         Family("stated", "text", NAMES, _stated_item),
+        Family("last", "multi_frame", ANSWER_COLOURS, _last_item),
     )
 }
 assert all(f.needs in NEEDS and len(f.values) == N_OPTIONS for f in FAMILIES.values())
@@ -331,7 +346,8 @@ class LearningCorpus:
         for kind in KINDS:
             counts = " ".join(f"{self.needs[kind].get(n, 0):>12}" for n in NEEDS)
             lines.append(f"  {kind:<5} {self.rows[kind]:>5} {self.clips[kind]:>6} {counts}")
-        lines.append("  families: " + ", ".join(f"{f} ({FAMILIES[f].needs})" for f in FAMILIES))
+        names = self.families["eval"] or self.families["sft"]
+        lines.append("  families: " + ", ".join(f"{f} ({FAMILIES[f].needs})" for f in names))
         lines.append(f"  generated in {self.seconds:.1f} s")
         return "\n".join(lines)
 
@@ -343,12 +359,17 @@ def _clip_name(seed: int, kind: str, family: str, index: int, attempt: int) -> s
 
 
 def _plan(
-    seed: int, rows_per_family: Mapping[str, int], g: Geometry, encode: Callable[[np.ndarray], bytes]
+    seed: int,
+    rows_per_family: Mapping[str, int],
+    families: Sequence[str],
+    g: Geometry,
+    encode: Callable[[np.ndarray], bytes],
 ) -> tuple[list[Row], dict[str, bytes]]:
     """Every row and every clip's encoded bytes, from the seed; each split and family has its own seed
-    stream. Clips are told apart by their encoded bytes, not their pixels: two renderings a grey level
-    apart can encode to the same file, and `videokr build` would then (rightly) keep the rows of one
-    split out as overlapping another."""
+    stream (seeded by its place in `FAMILIES`, whichever families are chosen). Clips are told apart by
+    their encoded bytes, not their pixels: two renderings a grey level apart can encode to the same
+    file, and `videokr build` would then (rightly) keep the rows of one split out as overlapping
+    another."""
     clips: dict[str, bytes] = {}
     seen: set[bytes] = set()
     rows: list[Row] = []
@@ -359,6 +380,8 @@ def _plan(
         text_rows: list[Row] = []
         own: list[str] = []
         for family_code, family in enumerate(FAMILIES.values()):
+            if family.name not in families:
+                continue
             options = list(family.values)
             for index in range(count):
                 value = family.values[index % N_OPTIONS]
@@ -434,12 +457,14 @@ def generate_learning_corpus(
     rows_per_family: Mapping[str, int] | None = None,
     frames: int = FRAMES,
     size: int = SIZE,
+    families: Sequence[str] | None = None,
 ) -> LearningCorpus:
     """Render and write the learning corpus under ``out_dir``; the same arguments give the same bytes.
 
     ``rows_per_family`` (default `DEFAULT_ROWS`) gives each split's rows per family, a multiple of 4.
     ``frames`` must be a multiple of 4 and at least 8 (the count family needs 1–4 flashes in half the
-    frames); ``size`` even. Clips play for two seconds. Re-running into the same folder replaces the
+    frames); ``size`` even. ``families`` (default: all of `FAMILIES`) chooses the question families.
+    Clips play for two seconds. Re-running into the same folder replaces the
     clips an earlier run wrote there.
     """
     started = time.perf_counter()
@@ -448,12 +473,18 @@ def generate_learning_corpus(
     if size % 2 or size < 2 * SIDE:
         raise ValueError(f"size must be even and at least {2 * SIDE}, got {size}")
     sizes = dict(DEFAULT_ROWS) | dict(rows_per_family or {})
+    chosen = list(FAMILIES) if families is None else list(families)
+    unknown = sorted(set(chosen) - set(FAMILIES))
+    if unknown or not chosen:
+        raise ValueError(f"unknown or no families {unknown}; choose from {', '.join(FAMILIES)}")
+    if not any(FAMILIES[f].needs != "text" for f in chosen):
+        raise ValueError("choose at least one visual family: text items borrow a visual item's clip")
     g = Geometry(frames, size, SIDE if size >= 4 * SIDE else size // 4)
     fps = frames / CLIP_SECONDS
     with tempfile.TemporaryDirectory(prefix="videokr-learning-") as staging:
         clip_file = Path(staging) / "clip.mp4"
         rows, clips = _plan(
-            seed, sizes, g, lambda frames: write_clip(clip_file, list(frames), fps).read_bytes()
+            seed, sizes, chosen, g, lambda frames: write_clip(clip_file, list(frames), fps).read_bytes()
         )
     out_dir = Path(out_dir)
     train_root, eval_root = out_dir / TRAIN_DIR, out_dir / EVAL_DIR

@@ -61,6 +61,14 @@ class VideoScriptArguments(ScriptArguments):
         default="cot",
         metadata={"help": "SFT target: <think>…</think><answer>…</answer> (cot) or <answer> only (direct)."},
     )
+    prompt_style: Literal["sft", "rl", "eval"] | None = field(
+        default=None,
+        metadata={
+            "help": "Official prompt layout to train on (default: the stage's own, sft for SFT and rl for "
+            "GRPO). The official SFT, RL and evaluation prompts lay out the options differently; eval "
+            "trains on the layout the benchmark asks in."
+        },
+    )
     skills: list[str] | None = field(
         default=None, metadata={"help": "Keep only these skills (VidR, KnowVid, KnowVidR) for ablations."}
     )

@@ -200,15 +200,17 @@ def _load_local_folder(folder: str, split: str) -> datasets.Dataset:
     return dataset
 
 
-def to_sft_rows(dataset: Any, *, direct: bool = False) -> Any:
-    """Add ``prompt`` (official ``"sft"`` text) and ``completion`` (the assistant target).
+def to_sft_rows(dataset: Any, *, direct: bool = False, style: prompts.PromptStyle = "sft") -> Any:
+    """Add ``prompt`` (the official ``style`` text, by default SFT's) and ``completion`` (the target).
 
     ``direct=True`` trains on ``<answer>…</answer>`` alone (the chain-of-thought ablation); the prompt is
-    unchanged, so the two runs differ only in what the model is taught to write.
+    unchanged, so the two runs differ only in what the model is taught to write. ``style="eval"`` trains
+    on the benchmark's layout: the official SFT, RL and evaluation prompts place the options
+    differently, which a pretrained model bridges and a model trained from scratch does not.
     """
 
     def convert(row: dict[str, Any]) -> dict[str, str]:
-        prompt = prompts.build_prompt(row["question"], row["options"] or [], row["problem_type"], style="sft")
+        prompt = prompts.build_prompt(row["question"], row["options"] or [], row["problem_type"], style=style)
         try:
             target = prompts.assistant_target(row["answer"], row.get("think"), direct=direct)
         except ValueError as error:
@@ -218,16 +220,16 @@ def to_sft_rows(dataset: Any, *, direct: bool = False) -> Any:
     return readable_clips(_map(dataset, convert, "SFT prompts"))
 
 
-def grpo_prompt(row: dict[str, Any]) -> list[dict[str, Any]]:
+def grpo_prompt(row: dict[str, Any], style: prompts.PromptStyle = "rl") -> list[dict[str, Any]]:
     """Chat messages for one RL row: a video part (the clip stays in the ``video`` column) and the
-    official ``"rl"`` prompt text."""
-    text = prompts.build_prompt(row["question"], row["options"] or [], row["problem_type"], style="rl")
+    official ``style`` prompt text (by default RL's)."""
+    text = prompts.build_prompt(row["question"], row["options"] or [], row["problem_type"], style=style)
     return chat_messages(text)
 
 
-def to_grpo_rows(dataset: Any) -> Any:
-    """Add the conversational ``prompt`` column GRPOTrainer reads."""
-    return readable_clips(_map(dataset, lambda row: {"prompt": grpo_prompt(row)}, "GRPO prompts"))
+def to_grpo_rows(dataset: Any, *, style: prompts.PromptStyle = "rl") -> Any:
+    """Add the conversational ``prompt`` column GRPOTrainer reads (the official ``style`` text)."""
+    return readable_clips(_map(dataset, lambda row: {"prompt": grpo_prompt(row, style)}, "GRPO prompts"))
 
 
 def _map(dataset: Any, function: Any, desc: str) -> Any:

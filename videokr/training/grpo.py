@@ -61,7 +61,7 @@ def main(script_args: VideoScriptArguments, training_args: VideoGRPOConfig, mode
     )
     if script_args.dataset_streaming:
         streaming_trainer_args(training_args)
-    dataset = to_grpo_rows(dataset)
+    dataset = to_grpo_rows(dataset, style=script_args.prompt_style or "rl")
 
     trainer = VideoGRPOTrainer(
         model=start.model,

@@ -45,7 +45,9 @@ def main(script_args: VideoScriptArguments, training_args: SFTConfig, model_args
     )
     if script_args.dataset_streaming:
         streaming_trainer_args(training_args)
-    dataset = to_sft_rows(dataset, direct=script_args.target == "direct")
+    dataset = to_sft_rows(
+        dataset, direct=script_args.target == "direct", style=script_args.prompt_style or "sft"
+    )
     # A row whose clip does not decode is replaced by another whole row, so a batch never shrinks or
     # empties (the paper trains at one sample per device); see `VideoSFTCollator`.
     collator = VideoSFTCollator(
