@@ -6,12 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from eval_fixtures import eval_repo, eval_rows, scripted_model, tiny_model_dir
 
 from videokr.data.records import LETTERS, MULTIPLE_CHOICE
-from videokr.evaluation.inputs import GenerationRequest, probe_frame_index
+from videokr.evaluation.inputs import GenerationRequest, load_probe_visual, probe_frame_index
 from videokr.evaluation.run import run_eval
 from videokr.evaluation.tasks import SINGLE_FRAME_TRIALS
+from videokr.models.tiny import build_tiny_processor
+from videokr.vision import FrameSampling, VisualLoader, chat_messages, process, render
 from videokr.vision.decode import probe as probe_clip
 
 MAX_FRAMES = 4
@@ -111,3 +114,31 @@ def test_single_frame_answerable_rate_is_all_trials_right(probe_run) -> None:
     # The full-video and text-only tasks have one trial per item and no answerable rate.
     assert metrics["videokr_eval"]["acc"] == pytest.approx(1.0)
     assert "answerable_rate" not in metrics["videokr_eval_text_only"]
+
+
+def test_still_single_frame_is_the_clip_held_on_its_one_frame(repo: Path) -> None:
+    """``single_frame_as="still"``: the probe's frame, no other, in the clip's form (its frame count and
+    timing), so a model trained only on clips gets the input it knows with one frame's information."""
+    row = next(r for r in eval_rows(repo) if r["video"])
+    processor = build_tiny_processor("qwen2_5_vl")
+    loader = VisualLoader(processor, FrameSampling(max_frames=MAX_FRAMES))
+    clip = loader.load(row["video"], "video")
+    asked = {"item_id": row["id"], "trial": 1}
+    image = load_probe_visual(loader, row["video"], "single_frame", **asked)
+    still = load_probe_visual(loader, row["video"], "single_frame", single_frame_as="still", **asked)
+    assert image.kind == "single_frame" and image.num_frames == 1
+    assert still.kind == "video" and still.num_frames == clip.num_frames >= 2
+    assert all(torch.equal(frame, image.frames[0]) for frame in still.frames)
+    assert not all(
+        torch.equal(frame, clip.frames[0]) for frame in clip.frames
+    )  # the clip moves; the still not
+    assert still.frame_indices == image.frame_indices * clip.num_frames
+    assert still.metadata == clip.metadata
+    text = render(processor, chat_messages("Q?", still.kind), generation_prompt=True)
+    batch = process(processor, [text], [still])
+    reference = process(processor, [text], [clip])
+    assert torch.equal(batch["video_grid_thw"], reference["video_grid_thw"])
+    assert torch.equal(batch["input_ids"], reference["input_ids"])  # same tokens, only the pixels differ
+    assert not torch.equal(batch["pixel_values_videos"], reference["pixel_values_videos"])
+    with pytest.raises(ValueError, match="single-frame form"):
+        load_probe_visual(loader, row["video"], "single_frame", single_frame_as="gif", **asked)  # type: ignore[arg-type]

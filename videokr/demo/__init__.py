@@ -80,8 +80,8 @@ FULL = DemoPlan(
     rows={"sft": 256, "rl": 64, "eval": 48},
     sft_steps=1200,
     sft_lr=3e-3,
-    grpo_steps=60,
-    grpo_lr=2e-4,
+    grpo_steps=200,
+    grpo_lr=3e-4,
     relations=None,
 )
 SMALL = DemoPlan(
@@ -285,6 +285,7 @@ def run_demo(out: Path, *, small: bool = False, plan: DemoPlan | None = None) ->
             output_dir=results[name],
             num_frames=FRAMES,
             max_pixels=PIXELS,
+            single_frame_as="still",  # the model saw only clips; see videokr.evaluation.inputs
             temperature=0.0,
             max_new_tokens=COMPLETION_TOKENS,
             batch_size=32,

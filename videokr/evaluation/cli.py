@@ -28,6 +28,7 @@ def _eval(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         batch_size=args.batch_size,
         probe=args.probe,
+        single_frame_as=args.single_frame_as,
         temperature=args.temperature,
         max_new_tokens=args.max_new_tokens,
         device=args.device,
@@ -79,6 +80,13 @@ def add_eval_commands(commands: argparse._SubParsersAction) -> None:
         choices=("video", "single_frame", "text_only"),
         default=None,
         help="force one visual input for every task (default: as each task says)",
+    )
+    ev.add_argument(
+        "--single-frame-as",
+        choices=("image", "still"),
+        default="image",
+        help="the single-frame probe's frame as an image (paper) or as a still video of the clip's "
+        "length (for models trained on video only)",
     )
     ev.add_argument("--temperature", type=float, default=None, help="sampling temperature (paper: 0.1)")
     ev.add_argument("--max-new-tokens", type=int, default=None, help="generation budget (paper: 8192)")

@@ -15,11 +15,19 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from videokr.vision import Visual, VisualKind, VisualLoader
 
-__all__ = ["UNREADABLE", "GenerationRequest", "Probe", "load_probe_visual", "probe_frame_index"]
+__all__ = [
+    "SINGLE_FRAME_FORMS",
+    "UNREADABLE",
+    "GenerationRequest",
+    "Probe",
+    "SingleFrameForm",
+    "load_probe_visual",
+    "probe_frame_index",
+]
 
 #: The answer recorded for an item whose clip could not be read (then the reason): scored as wrong and
 #: counted apart by the metric, so a broken clip never aborts a run and never passes unnoticed.
@@ -27,6 +35,15 @@ UNREADABLE = "<videokr: clip unreadable>"
 
 #: A probe mode is the visual kind a task shows.
 Probe = VisualKind
+
+#: How the single-frame probe's frame reaches the model. ``image``, the paper's: the frame as an image.
+#: ``still``: a video of that one frame held for the clip's length (the full clip's frame count and
+#: timing, every frame the same), so the model gets the input form and the number of visual tokens it
+#: gets for the clip, with one frame's information. For models trained on video only: the demo's model,
+#: trained from scratch on clips, never saw an image, and asked with the frame as an image it was at
+#: chance even on the items any frame answers.
+SingleFrameForm = Literal["image", "still"]
+SINGLE_FRAME_FORMS: tuple[SingleFrameForm, ...] = ("image", "still")
 
 
 @dataclass(frozen=True)
@@ -50,11 +67,27 @@ def probe_frame_index(item_id: str, trial: int, num_frames: int, *, seed: int = 
 
 
 def load_probe_visual(
-    loader: VisualLoader, video: Any, probe: Probe, *, item_id: str, trial: int, frame_seed: int = 0
+    loader: VisualLoader,
+    video: Any,
+    probe: Probe,
+    *,
+    item_id: str,
+    trial: int,
+    frame_seed: int = 0,
+    single_frame_as: SingleFrameForm = "image",
 ) -> Visual:
     """The `Visual` of `probe` for one trial of an item: for the single frame, the frame
-    `probe_frame_index` draws from all the clip's frames."""
-    index = None
-    if probe == "single_frame":
-        index = probe_frame_index(item_id, trial, loader.frame_count(video), seed=frame_seed)
-    return loader.load(video, probe, frame_index=index)
+    `probe_frame_index` draws from all the clip's frames, as an image or held as a still video
+    (`SingleFrameForm`)."""
+    if probe != "single_frame":
+        return loader.load(video, probe)
+    if single_frame_as not in SINGLE_FRAME_FORMS:
+        raise ValueError(f"unknown single-frame form {single_frame_as!r}; choose from {SINGLE_FRAME_FORMS}")
+    index = probe_frame_index(item_id, trial, loader.frame_count(video), seed=frame_seed)
+    frame = loader.load(video, "single_frame", frame_index=index)
+    if single_frame_as == "image":
+        return frame
+    assert frame.frames is not None
+    clip = loader.load(video, "video")
+    held = frame.frames.expand(clip.num_frames, *frame.frames.shape[1:]).contiguous()
+    return Visual("video", held, clip.metadata, (index,) * clip.num_frames)

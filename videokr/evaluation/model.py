@@ -41,7 +41,13 @@ from lighteval.utils.cache_management import SampleCache
 from pydantic import Field
 
 from videokr.errors import VideoDecodeError
-from videokr.evaluation.inputs import UNREADABLE, GenerationRequest, Probe, load_probe_visual
+from videokr.evaluation.inputs import (
+    UNREADABLE,
+    GenerationRequest,
+    Probe,
+    SingleFrameForm,
+    load_probe_visual,
+)
 from videokr.evaluation.tasks import MAX_NEW_TOKENS
 from videokr.evaluation.weights import weights_identity
 from videokr.vision import (
@@ -89,6 +95,7 @@ class VideoModelConfig(ModelConfig):
     video_backend: str | None = None
     probe: Probe | None = None  # None: as the task says; else forced for every task
     frame_seed: int = 0  # seeds the single-frame probe's frame choice
+    single_frame_as: SingleFrameForm = "image"  # the probe's frame as an image (paper) or a still video
     seed: int = 0  # seeds sampling (temperature > 0)
     generation_parameters: GenerationParameters = GenerationParameters(**PAPER_GENERATION)
     engine: Literal["videokr", "generate"] = "videokr"  # the batched engine, or transformers' generate
@@ -312,6 +319,7 @@ class VideoLightevalModel(LightevalModel):
             item_id=request.item_id,
             trial=request.trial,
             frame_seed=self.config.frame_seed,
+            single_frame_as=self.config.single_frame_as,
         )
         return GenerationRequest(request.doc_index, request.trial, request.item_id, request.prompt, visual)
 
