@@ -87,6 +87,8 @@ def test_small_demo_makes_every_artefact_checks_its_relations_and_resumes(tmp_pa
     assert len(again.reused) == 7 and elapsed < 30
     assert again.sft_model == result.sft_model and again.rows == result.rows
     assert demo_command(out, small=True, check=True) == 0
+    with pytest.raises(ValueError, match="seed 0, not 1"):  # another seed would mix two runs' stages
+        run_demo(out, small=True, seed=1)
 
 
 def test_check_names_every_missing_result(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ def _sample(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from videokr.demo import demo_command
 
-    return demo_command(args.out, small=args.small, check=args.check)
+    return demo_command(args.out, small=args.small, check=args.check, seed=args.seed)
 
 
 def _tiny_model(args: argparse.Namespace) -> int:
@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--small", action="store_true", help="smaller corpus and budget (about 3 minutes)")
     demo.add_argument(
         "--check", action="store_true", help="exit 1 when a relation the results must show fails"
+    )
+    demo.add_argument(
+        "--seed", type=int, default=0, help="seeds the corpus, the base weights and training (default: 0)"
     )
 
     sample = add(

@@ -5,7 +5,10 @@ scratch → GRPO from the SFT checkpoint → evaluation of base, SFT and GRPO wi
 and no visual → leaderboard, training curves and the relations the results must show
 (`videokr.demo.checks`). The corpus (`videokr.sample.learning`) records what every question needs (the
 text, any one frame, or several frames), so the probes are scored against the truth, and the held-out
-eval items use clips and seeds the training never saw.
+eval items use clips and seeds the training never saw. Two settings differ from a real run, both for a
+model that starts from nothing and has seen only clips: every stage asks in the benchmark's prompt
+layout (``--prompt_style eval``), and the single-frame probe holds its frame as a still video
+(``single_frame_as="still"``); the comments at `COMMON` and in `videokr.evaluation.inputs` say why.
 
 Every stage writes into one folder and marks itself done there, so re-running resumes: a finished stage
 is reused, an interrupted one is redone. Training runs as a real run does, ``accelerate launch -m
@@ -43,7 +46,7 @@ FRAMES, PIXELS = 8, 56 * 56
 SAMPLING = ["--num_frames", str(FRAMES), "--max_pixels", str(PIXELS), "--min_pixels", str(PIXELS)]
 # No GPU assumed: bf16 off and CPU forced; nothing reported; the trainer's log kept (trainer_state.json).
 COMMON = ["--bf16", "false", "--use_cpu", "true", "--report_to", "none", "--save_strategy", "no"]
-COMMON += ["--seed", "0", "--dataloader_num_workers", "1"]
+COMMON += ["--dataloader_num_workers", "1"]
 # A 219K model needs no activation recomputation (TRL turns it on by default; it costs a second forward).
 COMMON += ["--gradient_checkpointing", "false"]
 # Every stage on the benchmark's prompt layout. The official SFT, RL and evaluation prompts lay out the
@@ -155,8 +158,12 @@ def _launch(script: str, args: list[str], log: Path) -> None:
         raise RuntimeError(f"videokr.training.{script} failed (exit {done.returncode}); log: {log}\n{tail}")
 
 
-def run_demo(out: Path, *, small: bool = False, plan: DemoPlan | None = None) -> DemoResult:
-    """Run (or resume) the demo under `out`; `small` uses the `SMALL` plan (tests), `plan` any other."""
+def run_demo(out: Path, *, small: bool = False, plan: DemoPlan | None = None, seed: int = 0) -> DemoResult:
+    """Run (or resume) the demo under `out`; `small` uses the `SMALL` plan (tests), `plan` any other.
+
+    ``seed`` seeds everything random: the corpus (clips, values, held-out items), the base model's
+    weights, the data order and GRPO's sampling. A folder holds one seed's run: resuming with another
+    seed is refused, since the finished stages would mix two runs."""
     plan = plan or (SMALL if small else FULL)
     for key, value in OFFLINE.items():
         os.environ.setdefault(key, value)
@@ -164,6 +171,8 @@ def run_demo(out: Path, *, small: bool = False, plan: DemoPlan | None = None) ->
     _quiet()
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    _claim_seed(out, seed)
+    seeded = ["--seed", str(seed)]
     timings: dict[str, float] = {}
     reused: list[str] = []
     step = 0
@@ -190,7 +199,7 @@ def run_demo(out: Path, *, small: bool = False, plan: DemoPlan | None = None) ->
         from videokr.sample.learning import generate_learning_corpus
 
         made = generate_learning_corpus(
-            corpus, seed=0, rows_per_family=plan.rows, families=list(plan.families)
+            corpus, seed=seed, rows_per_family=plan.rows, families=list(plan.families)
         )
         print("  " + made.summary().replace("\n", "\n  "))
 
@@ -202,7 +211,7 @@ def run_demo(out: Path, *, small: bool = False, plan: DemoPlan | None = None) ->
     def make_base() -> None:
         from videokr.models.tiny import LEARNER_INIT_STD, save_tiny_model
 
-        save_tiny_model("qwen2_5_vl", base, init_std=LEARNER_INIT_STD)
+        save_tiny_model("qwen2_5_vl", base, init_std=LEARNER_INIT_STD, seed=seed)
         print(f"  wrote a tiny, randomly initialised Qwen2.5-VL and its processor to {base}")
 
     stage("Saving the tiny base model (random weights)", base, make_base)
@@ -243,7 +252,7 @@ def run_demo(out: Path, *, small: bool = False, plan: DemoPlan | None = None) ->
         args += ["--freeze_vision_tower", "false", "--freeze_projector", "false"]
         args += ["--per_device_train_batch_size", "16", "--max_steps", str(plan.sft_steps)]
         args += ["--learning_rate", str(plan.sft_lr), "--lr_scheduler_type", "linear", "--weight_decay", "0"]
-        args += ["--logging_steps", "10", "--output_dir", str(sft), *COMMON]
+        args += ["--logging_steps", "10", "--output_dir", str(sft), *COMMON, *seeded]
         _launch("sft", args, logs / "sft.log")
         print(f"  SFT checkpoint: {sft} ({plan.sft_steps} steps; log: {logs / 'sft.log'})")
 
@@ -258,7 +267,7 @@ def run_demo(out: Path, *, small: bool = False, plan: DemoPlan | None = None) ->
         args += ["--per_device_train_batch_size", str(2 * GENERATIONS), "--num_generations", str(GENERATIONS)]
         args += ["--max_completion_length", str(COMPLETION_TOKENS), "--temperature", "1.0", "--beta", "0"]
         args += ["--max_steps", str(plan.grpo_steps), "--learning_rate", str(plan.grpo_lr)]
-        args += ["--logging_steps", "1", "--output_dir", str(grpo), *COMMON]
+        args += ["--logging_steps", "1", "--output_dir", str(grpo), *COMMON, *seeded]
         _launch("grpo", args, logs / "grpo.log")
         print(f"  GRPO checkpoint: {grpo} ({plan.grpo_steps} steps; log: {logs / 'grpo.log'})")
 
@@ -341,6 +350,16 @@ def run_demo(out: Path, *, small: bool = False, plan: DemoPlan | None = None) ->
     return result
 
 
+def _claim_seed(out: Path, seed: int) -> None:
+    """Record the run's seed in `out`, or refuse a different one there (`run_demo`)."""
+    marker = out / ".videokr-demo-seed"
+    if marker.is_file() and int(marker.read_text()) != seed:
+        raise ValueError(
+            f"{out} holds the demo run of seed {marker.read_text().strip()}, not {seed}: use another --out"
+        )
+    marker.write_text(f"{seed}\n")
+
+
 def _quiet() -> None:
     """No per-file progress bars: the stage headers and timings are the progress report."""
     import datasets
@@ -405,9 +424,10 @@ def summary(result: DemoResult) -> str:
     return "\n".join(lines)
 
 
-def demo_command(out: Path, *, small: bool = False, check: bool = False) -> int:
-    """``videokr demo [--out DIR] [--small] [--check]``: with ``check``, exit 1 when a relation fails."""
-    result = run_demo(out, small=small)
+def demo_command(out: Path, *, small: bool = False, check: bool = False, seed: int = 0) -> int:
+    """``videokr demo [--out DIR] [--small] [--seed N] [--check]``: with ``check``, exit 1 when a relation
+    fails."""
+    result = run_demo(out, small=small, seed=seed)
     if check and result.failed:
         print(f"videokr demo --check: {len(result.failed)} relation(s) failed: {', '.join(result.failed)}")
         return 1
