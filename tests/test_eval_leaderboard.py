@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,17 @@ def test_runs_with_several_seeds_are_averaged_and_the_newest_run_per_seed_wins(t
     assert short.estimate("videokr_eval", "acc_official").runs == 1
     cells = board.table()[0]
     assert cells[1] == "60.0 ± 10.0 [55.0, 65.0]"
+
+
+def test_a_still_single_frame_run_is_its_own_row(tmp_path: Path) -> None:
+    """A single frame held as a still video is another probe than the paper's image: never averaged
+    into the paper's row, and labelled so."""
+    _results_file(tmp_path / "a", "2026-01-01T00-00-00", seed=0, max_frames=128, acc_official=0.5)
+    _results_file(tmp_path / "b", "2026-01-01T00-00-01", seed=1, max_frames=128, acc_official=0.9)
+    still = tmp_path / "b" / "results_2026-01-01T00-00-01.json"
+    data = json.loads(still.read_text())
+    data["config_general"]["model_config"]["single_frame_as"] = "still"
+    still.write_text(json.dumps(data))
+    board = build_leaderboard([tmp_path])
+    assert [row.label for row in board.rows] == ["m (single_frame_as=still)", "m"]
+    assert [row.estimate("videokr_eval", "acc_official").runs for row in board.rows] == [1, 1]

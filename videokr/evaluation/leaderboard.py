@@ -56,7 +56,13 @@ TRUTH_COLUMNS: dict[str, tuple[str, str]] = {
     "1-frame probe recall": ("videokr_eval_single_frame", "probe_recall"),
 }
 #: Frame settings that name a row when they differ from the paper's.
-_PAPER_SETTINGS: dict[str, Any] = {"fps": 2.0, "max_frames": 128, "num_frames": None, "max_pixels": 100352}
+_PAPER_SETTINGS: dict[str, Any] = {
+    "fps": 2.0,
+    "max_frames": 128,
+    "num_frames": None,
+    "max_pixels": 100352,
+    "single_frame_as": "image",  # a still-video single frame is another probe, never the paper's row
+}
 
 
 @dataclass
@@ -229,7 +235,7 @@ class Leaderboard:
 
     def write_csv(self, path: Path) -> None:
         """Machine-readable: raw fractions, intervals and counts, one line per model setting."""
-        settings = ["fps", "max_frames", "num_frames", "max_pixels", "probe"]
+        settings = [*_PAPER_SETTINGS, "probe"]
         names = list(_estimates(self.rows[0])) if self.rows else []
         header = ["model", "label", *settings]
         header += [f"{m}{s}" for m in names for s in ("", "_ci_low", "_ci_high", "_n", "_std", "_runs")]
