@@ -313,31 +313,6 @@ def test_build_is_deterministic_and_leaves_the_global_rng_alone(tiny: tuple[str,
     assert not all(torch.equal(weights[name], different[name]) for name in weights)
 
 
-def test_merger_scale_shrinks_only_the_merger_output_and_with_it_the_visual_tokens(
-    tiny: tuple[str, Any, Any], clip: Clip
-) -> None:
-    """`LEARNER_MERGER_SCALE`: the merger's output projection, and nothing else, scaled; the visual tokens
-    the language model receives shrink by exactly that factor."""
-    arch, model, processor = tiny
-    scaled, _ = build_tiny_model(arch, seed=0, merger_scale=0.1)
-    weights, changed = model.state_dict(), scaled.state_dict()
-    differ = sorted(name for name in weights if not torch.equal(weights[name], changed[name]))
-    assert len(differ) == 1 and ".merger." in differ[0], differ  # its bias starts at zero
-    for name in differ:
-        assert torch.allclose(changed[name], 0.1 * weights[name])
-    inputs = encode(processor, clip)
-    outputs: list[torch.Tensor] = []
-    for m in (model, scaled):
-        hook = m.model.visual.merger.register_forward_hook(lambda _m, _a, out: outputs.append(out))
-        try:
-            with torch.no_grad():
-                m(**inputs)
-        finally:
-            hook.remove()
-    plain, small = outputs
-    assert plain.abs().sum() > 0 and torch.allclose(small, 0.1 * plain, atol=1e-6)
-
-
 def test_unknown_arch_names_the_choices() -> None:
     with pytest.raises(ValueError, match="qwen2_5_vl, qwen3_vl"):
         build_tiny_model("qwen2_vl")

@@ -209,11 +209,9 @@ def run_demo(out: Path, *, small: bool = False, plan: DemoPlan | None = None, se
     base = out / "models" / "base"
 
     def make_base() -> None:
-        from videokr.models.tiny import LEARNER_INIT_STD, LEARNER_MERGER_SCALE, save_tiny_model
+        from videokr.models.tiny import LEARNER_INIT_STD, save_tiny_model
 
-        save_tiny_model(
-            "qwen2_5_vl", base, init_std=LEARNER_INIT_STD, merger_scale=LEARNER_MERGER_SCALE, seed=seed
-        )
+        save_tiny_model("qwen2_5_vl", base, init_std=LEARNER_INIT_STD, seed=seed)
         print(f"  wrote a tiny, randomly initialised Qwen2.5-VL and its processor to {base}")
 
     stage("Saving the tiny base model (random weights)", base, make_base)

@@ -374,22 +374,15 @@ def tiny_generation_config(tokenizer: Qwen2Tokenizer) -> Any:
 #: learning corpus it stayed at chance on every family, even copying a name stated in the question,
 #: for 1,750 steps (batch 16, AdamW at 1e-2 or 3e-3); at 0.1 it copies the name after 250 steps.
 LEARNER_INIT_STD = 0.1
-#: What the learner's merger output is scaled by at init. At `LEARNER_INIT_STD` the merger hands the
-#: language model visual tokens about 8× the norm of its text embeddings (7.6 against 0.8), almost all of
-#: it a component every clip shares (cosine 0.99 between clips of different colours). At one of three
-#: seeds SFT then drove every clip to one vector (cosine 1.00) and no visual question was ever learned;
-#: scaled to the text's norm, the same seed learned them.
-LEARNER_MERGER_SCALE = 0.1
 
 
 def build_tiny_model(
-    arch: str, *, seed: int = 0, init_std: float | None = None, merger_scale: float = 1.0
+    arch: str, *, seed: int = 0, init_std: float | None = None
 ) -> tuple[PreTrainedModel, ProcessorMixin]:
     """A tiny real `arch` model (float32, eval mode) and its processor; the same seed gives the same weights.
 
-    ``merger_scale`` multiplies the vision merger's output projection (weights and bias) after init
-    (see `LEARNER_MERGER_SCALE`). The caller's global torch RNG is left untouched, so building a model
-    inside a test does not change what later random draws in that test return.
+    The caller's global torch RNG is left untouched, so building a model inside a test does not change
+    what later random draws in that test return.
     """
     import torch
     import transformers
@@ -401,33 +394,19 @@ def build_tiny_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = model_class(config).to(torch.float32)
-    if merger_scale != 1.0:
-        merger = model.model.visual.merger
-        output = [m for m in merger.modules() if isinstance(m, torch.nn.Linear)][-1]
-        with torch.no_grad():
-            output.weight.mul_(merger_scale)
-            if output.bias is not None:
-                output.bias.mul_(merger_scale)
     model.generation_config = tiny_generation_config(processor.tokenizer)
     model.eval()
     return model, processor
 
 
-def save_tiny_model(
-    arch: str,
-    out_dir: str | Path,
-    *,
-    seed: int = 0,
-    init_std: float | None = None,
-    merger_scale: float = 1.0,
-) -> Path:
+def save_tiny_model(arch: str, out_dir: str | Path, *, seed: int = 0, init_std: float | None = None) -> Path:
     """Build the tiny `arch` model and write model, generation config and processor to `out_dir`.
 
     The folder then loads offline with `AutoModelForImageTextToText.from_pretrained(out_dir)` and
     `AutoProcessor.from_pretrained(out_dir)`, like a Hub checkpoint, so scripts that take a model path
     (training, evaluation, serving) can be pointed at it.
     """
-    model, processor = build_tiny_model(arch, seed=seed, init_std=init_std, merger_scale=merger_scale)
+    model, processor = build_tiny_model(arch, seed=seed, init_std=init_std)
     return _write(model, processor, out_dir)
 
 
