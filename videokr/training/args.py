@@ -13,6 +13,7 @@ from typing import Literal
 
 from trl import GRPOConfig, ScriptArguments
 
+from videokr.data.prompts import PromptStyle
 from videokr.generation import RolloutOptions
 from videokr.training.rewards import PAPER_REWARD_FUNCS, REWARD_FUNCS
 from videokr.vision import PAPER_FPS, PAPER_MAX_FRAMES, PAPER_MAX_PIXELS, PAPER_MIN_PIXELS, FrameSampling
@@ -61,7 +62,7 @@ class VideoScriptArguments(ScriptArguments):
         default="cot",
         metadata={"help": "SFT target: <think>…</think><answer>…</answer> (cot) or <answer> only (direct)."},
     )
-    prompt_style: Literal["sft", "rl", "eval"] | None = field(
+    prompt_style: PromptStyle | None = field(
         default=None,
         metadata={
             "help": "Official prompt layout to train on (default: the stage's own, sft for SFT and rl for "
