@@ -69,22 +69,32 @@ class DemoPlan:
     rows: dict[str, int]
     sft_steps: int
     sft_lr: float
+    # Linear warm-up steps before the linear decay. From random weights at lr 3e-3 without one, the
+    # first steps can collapse every clip's visual tokens onto one vector (cosine 1.00 between clips),
+    # and the visual families never leave chance: seed 1 scored 55.0 % after SFT; with 100 steps, 99.6 %.
+    sft_warmup: int
     grpo_steps: int
+    # GRPO's groups are mostly unanimous after SFT (80-90 % with zero reward spread), so few carry
+    # a signal, while Adam moves every weight by about the learning rate each step: at 3e-4 that drift
+    # cost SFT's text items (seed 2: 100 % → 97.9 %, all four losses arithmetic); at 1e-4 none.
     grpo_lr: float
     relations: tuple[str, ...] | None  # None: all of them
 
 
-#: The families a 219K-parameter model learns from scratch within the demo's budget: two that the text
+#: The families a 219K-parameter model learns from scratch within the demo's budget: one that the text
 #: answers, one that any frame answers, two that need the order of the frames. Position, motion
-#: direction and flash counting (also in the corpus) stayed at chance after 2,000 SFT steps.
-DEMO_FAMILIES = ("stated", "arithmetic", "colour", "order", "last")
+#: direction and flash counting (also in the corpus) stayed at chance after 2,000 SFT steps; the
+#: ``stated`` family (copy a name from the question) is learned at once and was dropped to give the
+#: order families, the last to be learned, a larger share of the SFT steps.
+DEMO_FAMILIES = ("arithmetic", "colour", "order", "last")
 FULL = DemoPlan(
     families=DEMO_FAMILIES,
     rows={"sft": 256, "rl": 64, "eval": 48},
-    sft_steps=1200,
+    sft_steps=1400,
     sft_lr=3e-3,
+    sft_warmup=100,
     grpo_steps=200,
-    grpo_lr=3e-4,
+    grpo_lr=1e-4,
     relations=None,
 )
 SMALL = DemoPlan(
@@ -92,9 +102,12 @@ SMALL = DemoPlan(
     rows={"sft": 64, "rl": 16, "eval": 8},
     sft_steps=300,
     sft_lr=3e-3,
+    sft_warmup=25,
     grpo_steps=4,
     grpo_lr=2e-4,
-    relations=("text_only_at_chance",),
+    # At seeds 0, 1 and 2: text only 25.0 % (chance ± 17.3 points) and GRPO never below SFT (0, 0 and
+    # +3.1 points); the accuracy and probe relations need the full plan's steps.
+    relations=("text_only_at_chance", "grpo_not_below_sft"),
 )
 GENERATIONS = 8  # completions per prompt in GRPO
 # The learning corpus's answers are short: <think>It moves left.</think><answer>B</answer>.
@@ -252,6 +265,7 @@ def run_demo(out: Path, *, small: bool = False, plan: DemoPlan | None = None, se
         args += ["--freeze_vision_tower", "false", "--freeze_projector", "false"]
         args += ["--per_device_train_batch_size", "16", "--max_steps", str(plan.sft_steps)]
         args += ["--learning_rate", str(plan.sft_lr), "--lr_scheduler_type", "linear", "--weight_decay", "0"]
+        args += ["--warmup_steps", str(plan.sft_warmup)]
         args += ["--logging_steps", "10", "--output_dir", str(sft), *COMMON, *seeded]
         _launch("sft", args, logs / "sft.log")
         print(f"  SFT checkpoint: {sft} ({plan.sft_steps} steps; log: {logs / 'sft.log'})")
