@@ -30,12 +30,13 @@ COMMON += ["--per_device_train_batch_size", "2", "--learning_rate", "1e-3", "--l
 
 
 class RangeHandler(SimpleHTTPRequestHandler):
-    """A static file server that answers `Range: bytes=a-b` with 206, and records what was asked."""
+    """A static file server that answers `Range: bytes=a-b` with 206, and records what was asked (method,
+    path, range)."""
 
-    requests: list[tuple[str, str | None]]
+    requests: list[tuple[str, str, str | None]]
 
     def send_head(self):  # type: ignore[no-untyped-def]
-        self.requests.append((self.path, self.headers.get("Range")))
+        self.requests.append((self.command, self.path, self.headers.get("Range")))
         match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range") or "")
         path = Path(self.translate_path(self.path))
         if match is None or not path.is_file():
@@ -74,7 +75,7 @@ def served(sample_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
             videokr_sft.SPEC, sample_corpus, out, layout="shards", workers=2, progress=False, check=False
         )
     shutil.rmtree(out / ".videokr")  # what a user would fetch: the published files only
-    requests: list[tuple[str, str | None]] = []
+    requests: list[tuple[str, str, str | None]] = []
     handler = type("Handler", (RangeHandler,), {"requests": requests})
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(out)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -100,7 +101,7 @@ def test_a_stream_over_http_reads_every_row_once_with_its_clip_split_by_shard(se
         with datasets.utils.file_utils.xopen(clip_of[row["id"]], "rb") as handle:
             assert row["video"]["bytes"] == handle.read()
         assert row["prompt"] and row["completion"]
-    assert any(r is not None and r.startswith("bytes=") for _, r in served["requests"])
+    assert any(r is not None and r.startswith("bytes=") for _, _, r in served["requests"])
 
     # Two processes (Accelerate shards a stream this way), each with two dataloader workers.
     seen = []
@@ -110,6 +111,17 @@ def test_a_stream_over_http_reads_every_row_once_with_its_clip_split_by_shard(se
         loader = DataLoader(part.select_columns(["id"]), batch_size=None, num_workers=2)
         seen += [row["id"] for row in loader]
     assert sorted(seen) == sorted(clip_of)
+
+
+def test_the_first_streamed_row_waits_for_the_first_shard_only(served: dict) -> None:
+    """A shard's layout is known, so nothing lists the other archives before the first row: with many
+    shards, the first row reads one shard's directory, metadata and clip (resolving the split's files
+    asks only for each file's headers)."""
+    served["requests"].clear()
+    first = next(iter(load_video_dataset(served["url"], "train", streaming=True)))
+    touched = {path for method, path, _ in served["requests"] if method == "GET" and path.endswith(".zip")}
+    assert touched == {f"/{videokr_sft.SPEC.split}/{shards.shard_name(0)}"}
+    assert first["video"]["path"].endswith(f"::{served['url']}/train/{shards.shard_name(0)}")
 
 
 def sft(tiny: Path, url: str, out: Path, *extra: str) -> None:
@@ -125,7 +137,7 @@ def test_streaming_sft_trains_and_resumes_at_a_step_as_an_uninterrupted_run(
     tiny = tiny_dirs["qwen2_5_vl"]
     served["requests"].clear()
     sft(tiny, served["url"], tmp_path / "straight", "--max_steps", "4", "--save_strategy", "no")
-    assert any(path.endswith(".zip") for path, _ in served["requests"]), "the clips did not come over HTTP"
+    assert any(path.endswith(".zip") for _, path, _ in served["requests"]), "the clips did not come over HTTP"
     resumed = tmp_path / "resumed"
     sft(tiny, served["url"], resumed, "--max_steps", "2", "--save_steps", "2")  # stopped after step 2
     assert (resumed / "checkpoint-2").is_dir()
