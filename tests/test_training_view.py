@@ -196,6 +196,44 @@ def test_view_gives_the_full_paths_frames_tokens_and_positions(
                 assert torch.equal(ours[key], reference[key]), (row["id"], key)
 
 
+def test_view_clips_are_rgb_and_every_backend_reads_the_same_pixels(views: dict) -> None:
+    """A view is coded as RGB, so reading it is a copy of its planes: the loader's frames are exactly
+    what each backend's own RGB conversion gives (no colour matrix for two decoders to disagree on)."""
+    import av
+
+    folder, _ = views["qwen2_5_vl"]
+    loader = VisualLoader(build_tiny_processor("qwen2_5_vl"), SAMPLING)
+    for row in _view_rows(folder):
+        path = row["video"]["path"]
+        with av.open(path) as container:
+            assert container.streams.video[0].format.name == "gbrp", path
+        shown = loader.load(path).frames.numpy()
+        every = range(shown.shape[0])
+        for backend in video.available_backends():
+            decoded = video.sample_frames(path, indices=every, backend=backend).frames
+            assert np.array_equal(shown, decoded.transpose(0, 3, 1, 2)), (path, backend)
+
+
+def test_a_view_clip_of_another_encoding_is_encoded_again(source: Path, views: dict, tmp_path: Path) -> None:
+    """A re-run over a view an earlier version wrote (its manifest names another encoding) re-encodes every
+    clip, so one view never mixes encodings, and ends with the bytes of a fresh build."""
+    import json
+    import shutil
+
+    reference, _ = views["qwen2_5_vl"]
+    out = tmp_path / "view"
+    shutil.copytree(reference, out)
+    manifest = out / ".videokr" / "training_view_clips.jsonl"
+    entries = [json.loads(line) for line in manifest.read_text().splitlines()]
+    older = [json.dumps({**entry, "encoding": "libx264/yuv444p/qp18"}) + "\n" for entry in entries]
+    manifest.write_text("".join(older))
+
+    report = build_training_view(source, out, ViewSettings.of(SAMPLING, 28), progress=False)
+    assert (report.clips_reused, report.clips_encoded) == (0, 2)
+    for clip in (reference / "train" / "videos").rglob("*.mp4"):
+        assert (out / clip.relative_to(reference)).read_bytes() == clip.read_bytes()
+
+
 def test_view_records_its_settings_and_what_it_kept_out(source: Path, views: dict) -> None:
     import json
 

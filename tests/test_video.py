@@ -222,6 +222,22 @@ def test_display_rotation_is_applied_by_every_backend(clips: dict[str, Path], ba
     assert _codes(np.rot90(sampled.frames, -1, axes=(1, 2))) == [3, 9]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("clip", "size"), [("ntsc", None), ("ntsc", (32, 64)), ("rot90", None)])
+def test_channels_first_is_the_same_frames_in_the_processors_layout(
+    clips: dict[str, Path], backend: str, clip: str, size: tuple[int, int] | None
+) -> None:
+    """The loader asks for T×3×H×W; each backend fills that layout itself, so check it frame for frame
+    (repeats and order included) against the default layout."""
+    indices = [9, 2, 9, 4]
+    packed = video.sample_frames(clips[clip], indices=indices, backend=backend, size=size).frames
+    planar = video.sample_frames(
+        clips[clip], indices=indices, backend=backend, size=size, channels_first=True
+    ).frames
+    assert planar.flags.c_contiguous
+    assert np.array_equal(planar, packed.transpose(0, 3, 1, 2))
+
+
 @pytest.mark.skipif(
     shutil.which("ffmpeg") is None, reason="needs the ffmpeg command to cut with an edit list"
 )

@@ -5,9 +5,10 @@ originals are minutes of HD video, and decoding them is the whole cost of a trai
 per sample for a 60 s 720p clip on 2 cores) and of moving the data (terabytes). A view holds the frames
 the loader would decode, at the size it would scale them to, and nothing else.
 
-What a view clip is: an H.264 MP4 of exactly the frames `VisualLoader` samples at the view's settings
-(`FrameSampling.index_rule`), scaled by the decoder as the loader scales them (`smart_size` on the
-processor's patch grid), with presentation timestamps equal to the source frames' own. It also carries,
+What a view clip is: an H.264 MP4, coded as RGB (`VIEW_CODEC`), of exactly the frames `VisualLoader`
+samples at the view's settings (`FrameSampling.index_rule`), scaled by the decoder as the loader scales
+them (`smart_size` on the processor's patch grid), with presentation timestamps equal to the source
+frames' own. It also carries,
 in a container tag (`VIEW_TAG`, JSON), what the processor needs to place the frames in time as it would
 have for the original: the source's fps, frame count, size and the sampled frame indices. So
 Qwen2.5-VL's ``second_per_grid_ts`` and Qwen3-VL's per-frame timestamps come out identical to the full
@@ -84,25 +85,44 @@ VIEW_TAG = "videokr_training_view"
 FORMAT = "videokr-training-view/1"
 """The tag's format; a reader refuses one it does not know rather than misread it."""
 
-VIEW_QP = 18
+VIEW_CODEC = "libx264rgb"
+"""x264 coding the frames as RGB (planar G, B, R), not YCbCr. A view is read far more often than it is
+written, and reading is what a training step pays for: an RGB view decodes to the planes the processor
+takes, with no colour conversion at all (`videokr.vision.decode` copies the planes), and with no colour
+matrix to disagree on, every backend returns the same pixels. On the 60 s 720p clip (120 frames at
+420×224), decoding the view and converting it to RGB took 0.55 s as 4:4:4 YCbCr (qp 18; half of it
+swscale's 4:4:4 conversion, which has no fast path) and 0.15 s as RGB (qp 26, `VIEW_OPTIONS`).
+
+The cost is bytes on smooth natural footage, whose R, G and B planes are alike and which YCbCr
+decorrelates: on the 320×180 real sample clip the RGB view is 126 KB against 87 KB at 38.1 dB against
+39.3. On the grain-heavy 720p clip it is 1.45 MB against 1.31 MB at 36.4 dB against 35.3. Either is far
+below HD originals; decoding speed is what a view is for."""
+
+VIEW_PIX_FMT = "rgb24"
+"""What the encoder is handed (libx264rgb stores it as planar GBR, 4:4:4): the decoder's RGB frames as
+they are, so no colour conversion happens on the way in either."""
+
+VIEW_QP = 26
 """H.264 constant quantiser of view clips (constant, not CRF: the bytes must repeat, see `_write_h264`).
-The loss that counts is against the full path's frames; on grain-heavy synthetic 720p shrunk to 420×224
-(the worst case tried; the decoder's scaler alone is at 50.6 dB there) qp 17 gave 36.2 dB, 18 35.5 dB,
-20 33.9 dB, each step of 2 about 30 % fewer bytes. 18 keeps the 35 dB the view promises."""
+The loss that counts is against the full path's frames (every sampled frame decoded at full size, then
+torchvision's antialiased bicubic). On grain-heavy synthetic 720p shrunk to 420×224 (the worst case
+tried; the decoder's scaler alone is at 50.6 dB there) qp 24 gave 38.0 dB at 2.12 MB, 25 37.2 dB at
+1.74 MB, 26 36.4 dB at 1.45 MB; the 320×180 real sample clip 38.1 dB at 26. 26 keeps the 35 dB the view
+promises with a margin, and the HD view 13× smaller than its source."""
 
-VIEW_OPTIONS = {"preset": "slow", "bf": "3", "g": "128", "threads": "1"}
+VIEW_OPTIONS = {"preset": "slow", "tune": "fastdecode", "bf": "3", "g": "128", "threads": "1"}
 """x264 options besides the quantiser. One keyframe per clip at the paper's 128 frames (a view is read
-whole, never sought) and B-frames: on that 720p clip (120 frames) 1.26 MB against 1.96 MB with ``medium``,
-no B-frames and a keyframe every 32, at the same quality; ``veryslow`` saved another 20 % for twice the
-encoding time. One thread: the output then repeats byte for byte."""
+whole, never sought) and B-frames: measured on 4:4:4 views of that 720p clip, 1.26 MB against 1.96 MB
+with ``medium``, no B-frames and a keyframe every 32, at the same quality; ``veryslow`` saved another
+20 % for twice the encoding time. ``fastdecode`` (CAVLC instead of CABAC, no deblocking or weighted
+prediction) halves the decoding time of the RGB view (0.15 s against 0.27–0.39 s for 120 frames at
+420×224) for 8 % more bytes at the same quality. One thread: the output then repeats byte for byte."""
 
-PIX_FMT = "yuv444p"
-"""Chroma at full resolution. A view frame is shrunk from the source, so its colour detail is what the
-source's subsampled chroma held at the higher resolution; 4:2:0 halves it again. On textured 720p shrunk
-to 420×224, a 4:2:0 round trip alone was 28 dB from the frames it was given (4:4:4: 52 dB), whatever the
-quantiser, at about the same size once compressed (127 KB against 129 KB for 6 frames at qp 20). FFmpeg
-decodes it everywhere (torchcodec, PyAV, decord); some browsers do not play it, and a view is not for
-watching."""
+VIEW_ENCODING = f"{VIEW_CODEC}/{VIEW_PIX_FMT}/qp{VIEW_QP}/" + ",".join(
+    f"{k}={v}" for k, v in sorted(VIEW_OPTIONS.items())
+)
+"""How view clips are encoded, recorded with each clip in the manifest: a clip encoded otherwise (by an
+earlier version) is encoded again on the next run, so one view never mixes encodings."""
 
 STATE_DIR = ".videokr"
 STATE_FILE = "training_view.json"
@@ -260,11 +280,11 @@ def _write_h264(dest: Path, frames: np.ndarray, pts: list[int], time_base: Fract
     options = {"movflags": "use_metadata_tags"}
     with atomic_path(dest) as tmp, av.open(str(tmp), "w", format="mp4", options=options) as container:
         container.metadata[VIEW_TAG] = tag
-        stream = container.add_stream("libx264")
+        stream = container.add_stream(VIEW_CODEC)
         stream.codec_context.time_base = time_base
         stream.time_base = time_base
         stream.width, stream.height = width, height
-        stream.pix_fmt = PIX_FMT
+        stream.pix_fmt = VIEW_PIX_FMT
         stream.codec_context.thread_count = 1
         stream.options = {"qp": str(VIEW_QP), **VIEW_OPTIONS}
         for image, stamp in zip(frames, pts, strict=True):
@@ -504,6 +524,8 @@ class _Manifest:
         entry = self.entries.get(job.name)
         if entry is None or (entry["source_size"], entry["source_mtime_ns"]) != (job.size, job.mtime_ns):
             return False
+        if entry.get("encoding") != VIEW_ENCODING:
+            return False  # written by a version that encoded views otherwise
         target = out / job.name
         return target.is_file() and _sha256_file(target) == entry["sha256"]
 
@@ -514,6 +536,7 @@ class _Manifest:
             "source_size": job.size,
             "source_mtime_ns": job.mtime_ns,
             "sha256": _sha256_file(out / job.name),
+            "encoding": VIEW_ENCODING,
         }
         self.entries[job.name] = entry
         self.path.parent.mkdir(parents=True, exist_ok=True)

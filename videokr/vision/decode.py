@@ -378,9 +378,10 @@ def _native_fps(stream: VideoStream, pts: np.ndarray, time_base: Fraction) -> fl
 # How to decode: backends
 # --------------------------------------------------------------------------------------------------
 
-_Decoder = Callable[[VideoInfo, np.ndarray, int, "Size | None"], np.ndarray]
-"""(info, unique sorted indices, num_threads, target size or None) -> frames (len(indices), h, w, 3) uint8
-RGB, at the target size (display orientation) or the clip's own."""
+_Decoder = Callable[[VideoInfo, np.ndarray, int, "Size | None", bool], np.ndarray]
+"""(info, unique sorted indices, num_threads, target size or None, channels first) -> frames
+(len(indices), h, w, 3), or (len(indices), 3, h, w) when channels first, uint8 RGB, at the target size
+(display orientation) or the clip's own."""
 
 
 @functools.cache
@@ -425,7 +426,7 @@ def resolve_backend(backend: str | None = None) -> str:
 
 
 def _decode_torchcodec(
-    info: VideoInfo, indices: np.ndarray, num_threads: int, size: Size | None
+    info: VideoInfo, indices: np.ndarray, num_threads: int, size: Size | None, channels_first: bool
 ) -> np.ndarray:
     """`get_frames_at` in exact seek mode (torchcodec scans the packets itself, as `probe` did).
 
@@ -437,8 +438,9 @@ def _decode_torchcodec(
     """
     from torchcodec.decoders import VideoDecoder
 
+    order = "NCHW" if channels_first or size is not None else "NHWC"
     decoder = VideoDecoder(
-        info.path, seek_mode="exact", dimension_order="NHWC", num_ffmpeg_threads=num_threads
+        info.path, seek_mode="exact", dimension_order=order, num_ffmpeg_threads=num_threads
     )
     if decoder.metadata.num_frames != info.num_frames:
         raise _Mismatch(
@@ -452,15 +454,14 @@ def _decode_torchcodec(
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms.v2 import functional as tv_functional
 
-    out = np.empty((len(indices), *size, 3), dtype=np.uint8)
+    out = np.empty(_shape(len(indices), size, channels_first), dtype=np.uint8)
     for start in range(0, len(indices), _CHUNK):
         batch = decoder.get_frames_at(indices[start : start + _CHUNK].tolist())
         _check_times(batch.pts_seconds.numpy(), expected[start : start + _CHUNK], info)
-        channels_first = batch.data.permute(0, 3, 1, 2)  # the layout `resize_frames` hands torchvision
-        shrunk = tv_functional.resize(
-            channels_first, list(size), interpolation=InterpolationMode.BICUBIC, antialias=True
+        shrunk = tv_functional.resize(  # channels first, the layout `resize_frames` hands torchvision
+            batch.data, list(size), interpolation=InterpolationMode.BICUBIC, antialias=True
         )
-        out[start : start + len(shrunk)] = shrunk.permute(0, 2, 3, 1).numpy()
+        out[start : start + len(shrunk)] = (shrunk if channels_first else shrunk.permute(0, 2, 3, 1)).numpy()
     return out
 
 
@@ -469,7 +470,9 @@ _CHUNK = 16
 convert (16 frames of 720p: 44 MB, against 354 MB for 128)."""
 
 
-def _decode_decord(info: VideoInfo, indices: np.ndarray, num_threads: int, size: Size | None) -> np.ndarray:
+def _decode_decord(
+    info: VideoInfo, indices: np.ndarray, num_threads: int, size: Size | None, channels_first: bool
+) -> np.ndarray:
     """`get_batch`, after checking decord's frame index is the container's.
 
     decord counts edit-list-hidden frames and its index then drifts after a seek; a count that differs
@@ -493,18 +496,21 @@ def _decode_decord(info: VideoInfo, indices: np.ndarray, num_threads: int, size:
     expected = (info.frame_pts[indices] - info.start_pts) * float(info.time_base)
     _check_times(reader.get_frame_timestamp(indices.tolist())[:, 0], expected, info)
     if size is None:
-        return reader.get_batch(indices.tolist()).asnumpy()
-    out = np.empty((len(indices), *size, 3), dtype=np.uint8)
+        frames = reader.get_batch(indices.tolist()).asnumpy()
+        return frames.transpose(0, 3, 1, 2) if channels_first else frames
+    out = np.empty(_shape(len(indices), size, channels_first), dtype=np.uint8)
     for start in range(0, len(indices), _CHUNK):
         chunk = reader.get_batch(indices[start : start + _CHUNK].tolist()).asnumpy()
         for offset, image in enumerate(chunk):
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            scaled = frame.reformat(width=size[1], height=size[0], interpolation=SCALER)
-            out[start + offset] = scaled.to_ndarray()
+            scaled = frame.reformat(width=size[1], height=size[0], interpolation=SCALER).to_ndarray()
+            out[start + offset] = scaled.transpose(2, 0, 1) if channels_first else scaled
     return out
 
 
-def _decode_pyav(info: VideoInfo, indices: np.ndarray, num_threads: int, size: Size | None) -> np.ndarray:
+def _decode_pyav(
+    info: VideoInfo, indices: np.ndarray, num_threads: int, size: Size | None, channels_first: bool
+) -> np.ndarray:
     """Decode forward through the clip, seeking to a keyframe only when one lies before the next target.
 
     Dense indices therefore decode sequentially with no seek, sparse ones skip whole GOPs. Frames are
@@ -512,10 +518,14 @@ def _decode_pyav(info: VideoInfo, indices: np.ndarray, num_threads: int, size: S
     early costs time but never a wrong frame; one that lands late is retried from the keyframe before.
     A frame that still does not come out is an error. A target size is applied by swscale frame by frame
     (`SCALER`), in the coded orientation, before the rotation.
+
+    Frames stored as planar RGB (a training view: `videokr.data.training_view.VIEW_CODEC`) and asked for
+    channels first at their own size are copied plane by plane, with no conversion at all.
     """
     height, width = size if size is not None else (info.height, info.width)
     coded = _coded((height, width), info.rotation)
-    out = np.empty((len(indices), height, width, 3), dtype=np.uint8)
+    out = np.empty(_shape(len(indices), (height, width), channels_first), dtype=np.uint8)
+    planar = channels_first and size is None and not info.rotation
     with av.open(info.path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -534,13 +544,29 @@ def _decode_pyav(info: VideoInfo, indices: np.ndarray, num_threads: int, size: S
                 frame, last = _advance(frames, target)
             if frame is None:
                 raise _Mismatch(f"frame {int(indices[i])} (pts {target}) did not decode (last pts {last})")
+            if planar and frame.format.name == "gbrp":
+                _copy_gbrp(frame, out[i])
+                continue
             if size is None:
                 rgb = frame.to_ndarray(format="rgb24")
             else:
                 full = frame.reformat(format="rgb24")
                 rgb = full.reformat(width=coded[1], height=coded[0], interpolation=SCALER).to_ndarray()
-            out[i] = _rotate(rgb, info.rotation)
+            rgb = _rotate(rgb, info.rotation)
+            out[i] = rgb.transpose(2, 0, 1) if channels_first else rgb
     return out
+
+
+def _copy_gbrp(frame: av.VideoFrame, out: np.ndarray) -> None:
+    """A planar G, B, R frame into `out` (3×H×W, R first), minding each plane's row padding."""
+    height, width = out.shape[1:]
+    for channel, plane in zip((1, 2, 0), frame.planes, strict=True):
+        rows = np.frombuffer(plane, dtype=np.uint8).reshape(height, plane.line_size)
+        out[channel] = rows[:, :width]
+
+
+def _shape(count: int, size: Size, channels_first: bool) -> tuple[int, int, int, int]:
+    return (count, 3, *size) if channels_first else (count, *size, 3)
 
 
 def _seek(
@@ -607,12 +633,11 @@ def _check_times(got: np.ndarray, expected: np.ndarray, info: VideoInfo) -> None
 class SampledVideo:
     """Frames sampled from one clip, with everything a processor or a prompt needs to place them in time.
 
-    `frames` is T×H×W×3 uint8 RGB in display orientation; `indices` the native frame indices (sorted,
-    unless given explicitly);
-    `timestamps` their presentation times in seconds from the first frame (equal to
-    `metadata.timestamps`, index / fps, for constant-rate clips); `metadata` the `VideoMetadata` to pass
-    as `video_metadata=[...]` with `do_sample_frames=False`; `info` what `probe` found; `backend` the
-    backend that decoded them.
+    `frames` is T×H×W×3 (T×3×H×W if asked for channels first) uint8 RGB in display orientation; `indices` the
+    native frame indices (sorted, unless given explicitly); `timestamps` their presentation times in seconds
+    from the first frame (equal to `metadata.timestamps`, index / fps, for constant-rate clips); `metadata`
+    the `VideoMetadata` to pass as `video_metadata=[...]` with `do_sample_frames=False`; `info` what `probe`
+    found; `backend` the backend that decoded them.
 
     `metadata` is made on first use: it imports transformers (and torch, seconds per process), which
     a caller that only wants the frames (a training-view build's workers) should not pay for.
@@ -641,17 +666,19 @@ def sample_frames(
     backend: str | None = None,
     num_threads: int = 0,
     size: SizeRule | None = None,
+    channels_first: bool = False,
 ) -> SampledVideo:
     """Decode the frames `frame_indices` picks (or exactly `indices`) from the clip at `path`.
 
-    Defaults are the paper's: 2 fps, at most 128 frames. `indices` overrides the rule (any order,
-    repeats allowed; frames come back in that order). `backend` overrides the automatic choice (see
-    `resolve_backend`). `fps` is the sampling rate asked for; the clip's own rate is in
-    `result.metadata.fps`. `num_threads=0` lets the decoder choose; use 1 per DataLoader worker when
-    there are many workers. `size` is the (height, width) the frames are delivered at, or a function of
-    the clip's displayed (height, width) giving it (see point 4 of the module docstring); the metadata
-    keeps the clip's own size. Every failure, whatever the backend, is a `VideoDecodeError` naming the
-    file (and the backend that met it); the call never returns fewer frames than asked.
+    Defaults are the paper's: 2 fps, at most 128 frames. `indices` overrides the rule (any order, repeats
+    allowed; frames come back in that order). `backend` overrides the automatic choice (see
+    `resolve_backend`). `fps` is the sampling rate asked for; the clip's own rate is in `result.metadata.fps`.
+    `num_threads=0` lets the decoder choose; use 1 per DataLoader worker when there are many workers. `size`
+    is the (height, width) the frames are delivered at, or a function of the clip's displayed (height, width)
+    giving it (see point 4 of the module docstring); the metadata keeps the clip's own size. `channels_first`
+    delivers T×3×H×W, the processors' layout, with no extra copy of the frames (a training view's planar RGB
+    is copied plane by plane). Every failure, whatever the backend, is a `VideoDecodeError` naming the file
+    (and the backend that met it); the call never returns fewer frames than asked.
     """
     name = resolve_backend(backend)
     info = probe(path)
@@ -674,7 +701,7 @@ def sample_frames(
             raise ValueError(f"size must be positive (height, width), got {target}")
         if target == (info.height, info.width):
             target = None  # nothing to scale: the plain conversion, bit-identical across backends
-    frames = _decode(name, info, wanted, num_threads, target)
+    frames = _decode(name, info, wanted, num_threads, target, channels_first)
     return SampledVideo(
         frames=frames,
         indices=wanted,
@@ -698,18 +725,22 @@ def _checked_indices(info: VideoInfo, indices: Sequence[int]) -> np.ndarray:
 
 
 def _decode(
-    name: str, info: VideoInfo, wanted: np.ndarray, num_threads: int, size: Size | None
+    name: str,
+    info: VideoInfo,
+    wanted: np.ndarray,
+    num_threads: int,
+    size: Size | None,
+    channels_first: bool = False,
 ) -> np.ndarray:
     """Decode each distinct index once, then lay the frames out in the order (and repeats) asked."""
     unique, inverse = np.unique(wanted, return_inverse=True)
     try:
-        frames = _DECODERS[name](info, unique, num_threads, size)
+        frames = _DECODERS[name](info, unique, num_threads, size, channels_first)
     except VideoDecodeError:
         raise
     except Exception as e:  # each library raises its own types (RuntimeError, DECORDError, FFmpegError)
         raise VideoDecodeError(info.path, f"decoding failed: {_short(e)}", backend=name) from e
-    height, width = size if size is not None else (info.height, info.width)
-    expected = (len(unique), height, width, 3)
+    expected = _shape(len(unique), size or (info.height, info.width), channels_first)
     if frames.shape != expected or frames.dtype != np.uint8:
         raise VideoDecodeError(
             info.path, f"decoded {frames.shape} {frames.dtype}, expected {expected} uint8", backend=name

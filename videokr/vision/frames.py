@@ -173,9 +173,11 @@ class VisualLoader:
         if view is not None:
             return self._view(path, view)
         s = self.sampling
-        sampled = sample_frames(path, **s.index_rule(), backend=s.backend, size=self.target_size)
+        sampled = sample_frames(
+            path, **s.index_rule(), backend=s.backend, size=self.target_size, channels_first=True
+        )
         indices = tuple(int(i) for i in sampled.metadata.frames_indices)
-        return Visual("video", _channels_first(sampled.frames), sampled.metadata, indices)
+        return Visual("video", torch.from_numpy(sampled.frames), sampled.metadata, indices)
 
     def _view(self, path: str, view: ViewClip) -> Visual:
         """A training-view clip: made for this run's settings (else `TrainingViewMismatch`), its frames
@@ -184,14 +186,14 @@ class VisualLoader:
         from transformers.video_utils import VideoMetadata
 
         view.settings.check(ViewSettings.of(self.sampling, self.factor), path)
-        # Every frame, in order: PyAV decodes straight through (3× faster than torchcodec's per-index
-        # path on a 120-frame view), unless a backend was asked for.
+        # Every frame, in order: PyAV decodes straight through and copies the RGB planes as they are
+        # (see `videokr.data.training_view.VIEW_CODEC`), unless a backend was asked for.
         backend = self.sampling.backend or os.environ.get(BACKEND_ENV) or "pyav"
-        sampled = sample_frames(path, indices=range(len(view.indices)), backend=backend)
+        sampled = sample_frames(path, indices=range(len(view.indices)), backend=backend, channels_first=True)
         expected = self.target_size(view.source_height, view.source_width)
-        if sampled.frames.shape[1:3] != expected:
+        if sampled.frames.shape[2:] != expected:
             raise VideoDecodeError(
-                path, f"training-view frames are {sampled.frames.shape[1:3]}, its tag says {expected}"
+                path, f"training-view frames are {sampled.frames.shape[2:]}, its tag says {expected}"
             )
         metadata = VideoMetadata(
             total_num_frames=view.source_num_frames,
@@ -202,7 +204,7 @@ class VisualLoader:
             video_backend=sampled.backend,
             frames_indices=list(view.indices),
         )
-        return Visual("video", _channels_first(sampled.frames), metadata, view.indices)
+        return Visual("video", torch.from_numpy(sampled.frames), metadata, view.indices)
 
     def _frame(self, path: str, index: int) -> Visual:
         if read_view_clip(path) is not None:
@@ -210,17 +212,13 @@ class VisualLoader:
                 f"{path} is a training-view clip, which holds only the frames sampled for training; show "
                 "single frames from the original clips"
             )
-        sampled = sample_frames(path, indices=[index], backend=self.sampling.backend, size=self.target_size)
-        return Visual("single_frame", _channels_first(sampled.frames), None, (int(index),))
+        sampled = sample_frames(
+            path, indices=[index], backend=self.sampling.backend, size=self.target_size, channels_first=True
+        )
+        return Visual("single_frame", torch.from_numpy(sampled.frames), None, (int(index),))
 
     def target_size(self, height: int, width: int) -> tuple[int, int]:
         """The (height, width) a clip of this size is shown at: the processor's patch grid within the
         sampling's pixel bounds (`smart_size`)."""
         s = self.sampling
         return smart_size(height, width, self.factor, s.min_pixels, s.max_pixels)
-
-
-def _channels_first(frames: np.ndarray) -> torch.Tensor:
-    """T×h×w×3 → T×3×h×w, the layout the processors take (a contiguous copy: the processor reads it
-    channel by channel)."""
-    return torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()
