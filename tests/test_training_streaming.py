@@ -3,6 +3,7 @@ as the Hub's file server answers them), read by the real training path as it goe
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import shutil
@@ -10,18 +11,20 @@ import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import datasets
 import pytest
 import torch
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
-from training_fixtures import SAMPLING_ARGS, tiny_dirs
+from training_fixtures import SAMPLING, SAMPLING_ARGS, tiny_dirs
 
+import videokr_rl
 import videokr_sft
 from videokr.data import shards
 from videokr.data.hub import build_repo
-from videokr.training.data import load_video_dataset, to_sft_rows
+from videokr.training.data import load_video_dataset, to_grpo_rows, to_sft_rows
 
 __all__ = ["tiny_dirs"]  # a module fixture, imported so pytest finds it here
 
@@ -65,26 +68,43 @@ class RangeHandler(SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def served(sample_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """The sample SFT set built in three shards, and an HTTP server on 127.0.0.1 serving the folder."""
-    out = tmp_path_factory.mktemp("stream") / "sft"
+def sharded_build(spec: Any, corpus: Path, out: Path) -> Path:
+    """`spec`'s dataset built from `corpus` in ZIP shards of at most 10 clips (the sample SFT set: three),
+    as a user would fetch it: the published files only."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(shards, "MAX_SHARD_CLIPS", 10)
-        build_repo(
-            videokr_sft.SPEC, sample_corpus, out, layout="shards", workers=2, progress=False, check=False
-        )
-    shutil.rmtree(out / ".videokr")  # what a user would fetch: the published files only
+        build_repo(spec, corpus, out, layout="shards", workers=2, progress=False, check=False)
+    shutil.rmtree(out / ".videokr")
+    return out
+
+
+@contextlib.contextmanager
+def serve(folder: Path) -> Iterator[dict]:
+    """An HTTP server on 127.0.0.1 serving `folder`, recording what it was asked."""
     requests: list[tuple[str, str, str | None]] = []
     handler = type("Handler", (RangeHandler,), {"requests": requests})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(out)))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield {"folder": out, "url": f"http://127.0.0.1:{server.server_port}", "requests": requests}
+        yield {"folder": folder, "url": f"http://127.0.0.1:{server.server_port}", "requests": requests}
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="module")
+def served(sample_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """The sample SFT set built in three shards, served over HTTP."""
+    with serve(sharded_build(videokr_sft.SPEC, sample_corpus, tmp_path_factory.mktemp("sft") / "sft")) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def served_rl(sample_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """The sample RL set built in shards, served over HTTP."""
+    with serve(sharded_build(videokr_rl.SPEC, sample_corpus, tmp_path_factory.mktemp("rl") / "rl")) as s:
+        yield s
 
 
 def test_a_stream_over_http_reads_every_row_once_with_its_clip_split_by_shard(served: dict) -> None:
@@ -160,3 +180,108 @@ def test_streaming_sft_trains_and_resumes_at_a_step_as_an_uninterrupted_run(
     initial = load_file(tiny / "model.safetensors")
     assert not torch.equal(straight["lm_head.weight"], initial["lm_head.weight"])
     assert all(torch.equal(straight[name], again[name]) for name in straight)
+
+
+def generation_batches(
+    stream: Any, *, processes: int, per_device: int, steps_per_generation: int, group: int
+) -> list[list[str]]:
+    """What each GRPO rollout sees across `processes`: the stream as TRL's trainer arranges it
+    (``repeat_iterable_dataset``, as in ``GRPOTrainer.get_train_dataloader``), each process's dataloader
+    prepared by Accelerate as the trainer's is (``dispatch_batches=False``), and the processes' batches at
+    each rollout step concatenated in rank order, as the rewards are gathered before grouping."""
+    from accelerate.data_loader import prepare_data_loader
+    from trl.trainer.utils import repeat_iterable_dataset
+
+    batch = per_device * steps_per_generation  # one rollout's rows per process
+    repeated = repeat_iterable_dataset(
+        stream.select_columns(["id"]),
+        mini_repeat_count=group,
+        batch_size=batch * processes // group,
+        repeat_count=steps_per_generation,
+    )
+    per_rank = []
+    for rank in range(processes):
+        loader = DataLoader(repeated, batch_size=batch, collate_fn=lambda rows: [row["id"] for row in rows])
+        loader = prepare_data_loader(
+            loader, num_processes=processes, process_index=rank, dispatch_batches=False, put_on_device=False
+        )
+        per_rank.append(list(loader)[::steps_per_generation])  # the batches a rollout is made from
+    return [[row for batch in step for row in batch] for step in zip(*per_rank, strict=False)]
+
+
+@pytest.mark.parametrize(("per_device", "group"), [(1, 4), (2, 2), (4, 2)])
+def test_grpo_groups_stay_whole_across_processes_on_a_sharded_stream(
+    served_rl: dict, per_device: int, group: int
+) -> None:
+    """Two processes, each rollout gathered from both: every group of `group` rewards is one prompt's, and
+    the rollouts walk the stream in order (no prompt skipped or repeated). On the raw sharded stream the
+    libraries give each process its own shards, and with one row per process and step the gathered groups
+    mix prompts: the failure `as_one_stream` prevents, shown here to happen."""
+    stream = load_video_dataset(str(served_rl["folder"]), "train", streaming=True)
+    assert stream.n_shards >= 2
+    order = [row["id"] for row in stream.select_columns(["id"])]
+    geometry = {"processes": 2, "per_device": per_device, "steps_per_generation": 2, "group": group}
+
+    rollouts = generation_batches(to_grpo_rows(stream), **geometry)
+    assert len(rollouts) >= 2
+    prompts_seen = []
+    for gathered in rollouts:
+        groups = [gathered[i : i + group] for i in range(0, len(gathered), group)]
+        assert all(len(set(g)) == 1 and len(g) == group for g in groups), gathered
+        prompts_seen += [g[0] for g in groups]
+    assert prompts_seen == order[: len(prompts_seen)]
+
+    if per_device == 1:
+        raw = generation_batches(stream, **geometry)
+        mixed = [gathered for gathered in raw if len(set(gathered[:group])) > 1]
+        assert mixed, raw
+
+
+def length_reward(completions: list[Any], **_: Any) -> list[float]:
+    """A reward that differs inside a group, so the advantages (and the update) are not zero."""
+    return [float(len(completion[0]["content"])) for completion in completions]
+
+
+def test_streaming_grpo_trains_on_clips_read_over_http(
+    served_rl: dict, tiny_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    """The script's streaming path (`load_video_dataset(streaming=True)`, `to_grpo_rows`,
+    `streaming_trainer_args`) into the real trainer: rollouts decode clips fetched over HTTP and the
+    weights move."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from videokr.training import VideoGRPOConfig
+    from videokr.training.data import streaming_trainer_args
+    from videokr.training.grpo_trainer import VideoGRPOTrainer
+
+    tiny = tiny_dirs["qwen2_5_vl"]
+    served_rl["requests"].clear()
+    args = VideoGRPOConfig(
+        output_dir=str(tmp_path / "grpo"),
+        per_device_train_batch_size=2,
+        num_generations=2,
+        max_completion_length=8,
+        max_steps=2,
+        learning_rate=1e-2,
+        bf16=False,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        seed=0,
+    )
+    streaming_trainer_args(args)
+    stream = to_grpo_rows(load_video_dataset(served_rl["url"], "train", streaming=True))
+    trainer = VideoGRPOTrainer(
+        model=AutoModelForImageTextToText.from_pretrained(tiny),
+        reward_funcs=[length_reward],
+        args=args,
+        train_dataset=stream,
+        processing_class=AutoProcessor.from_pretrained(tiny, padding_side="left"),
+        sampling=SAMPLING,
+    )
+    initial = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+    trainer.train()
+    assert trainer.state.global_step == 2
+    fetched = [path for _, path, _ in served_rl["requests"] if path.endswith(".zip")]
+    assert fetched, "the clips did not come over HTTP"
+    assert any(not torch.equal(p, initial[name]) for name, p in trainer.model.named_parameters())

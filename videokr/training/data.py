@@ -14,10 +14,13 @@ from a Hub id, a local built folder or any fsspec URL of one (``hf://datasets/OR
 ``https://…``, ``s3://…``), through `videokr.data.sharded_folder.ShardedVideoFolder` (one stream
 shard per ZIP shard).
 Splitting across processes is Accelerate's: with ``dispatch_batches=False`` (`streaming_trainer_args`)
-it gives each process its own shards (``IterableDataset.shard``, what
-``datasets.distributed.split_dataset_by_node`` does when the shards divide evenly; splitting here as
-well would split twice), and ``datasets`` gives each dataloader worker its own shards within that.
-Resuming at a step re-reads the same rows: the order is fixed by the shards' names.
+it gives each process its own shards when there are at least as many shards as processes
+(``IterableDataset.shard``, what ``datasets.distributed.split_dataset_by_node`` does when the shards
+divide evenly; splitting here as well would split twice), else each process reads the whole stream and
+keeps its slice of every batch; ``datasets`` gives each dataloader worker its own shards within that.
+SFT takes the shards. GRPO's rows are one stream of one shard (`as_one_stream`), so its prompt groups
+stay whole across processes. Resuming at a step re-reads the same rows: the order is fixed by the
+shards' names.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
     import datasets
 
 __all__ = [
+    "as_one_stream",
     "grpo_prompt",
     "load_video_dataset",
     "readable_clips",
@@ -228,8 +232,41 @@ def grpo_prompt(row: dict[str, Any], style: prompts.PromptStyle = "rl") -> list[
 
 
 def to_grpo_rows(dataset: Any, *, style: prompts.PromptStyle = "rl") -> Any:
-    """Add the conversational ``prompt`` column GRPOTrainer reads (the official ``style`` text)."""
-    return readable_clips(_map(dataset, lambda row: {"prompt": grpo_prompt(row, style)}, "GRPO prompts"))
+    """Add the conversational ``prompt`` column GRPOTrainer reads (the official ``style`` text).
+
+    A stream comes back as one stream of one shard (`as_one_stream`), so that every process reads the same
+    rows and GRPO's groups stay whole across processes.
+    """
+    import datasets
+
+    rows = readable_clips(_map(dataset, lambda row: {"prompt": grpo_prompt(row, style)}, "GRPO prompts"))
+    return as_one_stream(rows) if isinstance(rows, datasets.IterableDataset) else rows
+
+
+def as_one_stream(stream: datasets.IterableDataset) -> datasets.IterableDataset:
+    """The same rows in the same order, as a stream of a single shard.
+
+    Why GRPO needs it: the trainer builds each prompt's group into the stream itself (TRL's
+    ``repeat_iterable_dataset``: every prompt ``num_generations`` times in a row) and relies on each process
+    taking its slice of every global batch, as ``RepeatSampler`` does for a map-style dataset; rewards are
+    then gathered and grouped ``num_generations`` at a time across processes. Accelerate slices a stream
+    that way (``IterableDatasetShard``) only when it has fewer shards than processes; with as many or more
+    (a sharded build has one per ZIP shard) it gives each process its own shards instead, and the
+    gathered groups then mix prompts whenever a process's batch is not whole groups (per-device batch 1,
+    8 generations on 8 GPUs: every group of 8 is 8 prompts), silently. With one shard every process reads
+    the same rows (each reads every clip: the price of whole groups) and keeps its slice.
+
+    SFT keeps the shards: its rows are independent, and each process reading only its own is the point.
+    """
+    import datasets
+
+    return datasets.IterableDataset.from_generator(
+        _rows_of, features=stream.features, gen_kwargs={"stream": stream}
+    )
+
+
+def _rows_of(stream: datasets.IterableDataset) -> Any:
+    yield from stream
 
 
 def _map(dataset: Any, function: Any, desc: str) -> Any:
