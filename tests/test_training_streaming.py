@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -285,3 +289,47 @@ def test_streaming_grpo_trains_on_clips_read_over_http(
     fetched = [path for _, path, _ in served_rl["requests"] if path.endswith(".zip")]
     assert fetched, "the clips did not come over HTTP"
     assert any(not torch.equal(p, initial[name]) for name, p in trainer.model.named_parameters())
+
+
+def launch_two_processes(kind: str, record: Path, args: list[str]) -> list[list[dict]]:
+    """Run the `kind` script on two CPU processes (torchrun, gloo) with `tests/record_rows.py` recording
+    each process's batches; returns each rank's records."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    command += [str(Path(__file__).with_name("record_rows.py")), kind, str(record), *args]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    ranks = [record / f"rank-{rank}.jsonl" for rank in range(2)]
+    return [[json.loads(line) for line in rank.read_text().splitlines()] for rank in ranks]
+
+
+def test_two_processes_stream_sft_from_their_own_shards(
+    served: dict, tiny_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    args = ["--model_name_or_path", str(tiny_dirs["qwen2_5_vl"]), "--dataset_name", served["url"]]
+    args += ["--streaming", "--max_steps", "4", "--output_dir", str(tmp_path / "out")]
+    args += ["--save_strategy", "no"]
+    records = launch_two_processes("sft", tmp_path, [*args, *SAMPLING_ARGS, *COMMON])
+    assert all(line["processes"] == 2 for rank in records for line in rank)
+    seen = [[row for line in rank for row in line["ids"]] for rank in records]
+    assert all(len(ids) >= 8 for ids in seen)  # 4 steps of 2 rows each, plus what the loader fetched ahead
+    assert not set(seen[0]) & set(seen[1])  # each process its own shards: no row trained twice
+    assert all(len(ids) == len(set(ids)) for ids in seen)
+
+
+def test_two_processes_keep_grpo_groups_whole_on_a_stream(
+    served_rl: dict, tiny_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    """One row per process and rollout, groups of 4: each prompt's 4 completions are made 2 on each process,
+    as the map-style sampler places them, and rollouts move on through the stream."""
+    args = ["--model_name_or_path", str(tiny_dirs["qwen2_5_vl"]), "--dataset_name", served_rl["url"]]
+    args += ["--streaming", "--max_steps", "4", "--per_device_train_batch_size", "1"]
+    args += ["--num_generations", "4"]
+    args += ["--steps_per_generation", "2", "--max_completion_length", "8", "--beta", "0.0"]
+    args += ["--output_dir", str(tmp_path / "out"), "--save_strategy", "no"]
+    records = launch_two_processes("grpo", tmp_path, [*COMMON, *SAMPLING_ARGS, *args])  # args win
+    assert all(line["processes"] == 2 for rank in records for line in rank)
+    rollouts = [first["ids"] + second["ids"] for first, second in zip(*records, strict=True)]
+    assert len(rollouts) == 2  # 4 steps, a rollout every 2
+    assert all(len(ids) == 4 and len(set(ids)) == 1 for ids in rollouts), rollouts
+    assert rollouts[0][0] != rollouts[1][0]
