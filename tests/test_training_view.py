@@ -309,21 +309,28 @@ def test_resuming_into_a_view_of_other_settings_is_refused(source: Path, views: 
     assert sorted(p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()) == before
 
 
-def test_a_killed_view_build_resumes_to_the_same_bytes(source: Path, views: dict, tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", ["loose", "shards"])
+def test_a_killed_view_build_resumes_to_the_same_bytes(
+    source: Path, views: dict, tmp_path: Path, layout: str
+) -> None:
     """SIGKILL a build once its first clip is recorded, re-run it, and compare every file's bytes with the
-    uninterrupted build (the fixture's, at the same settings)."""
+    uninterrupted build (the fixture's, at the same settings, or one in shards)."""
     import multiprocessing
     import os
     import signal
     import time
 
-    reference, _ = views["qwen2_5_vl"]
-    out = tmp_path / "view"
     settings = ViewSettings.of(SAMPLING, 28)
+    if layout == "loose":
+        reference, _ = views["qwen2_5_vl"]
+    else:
+        reference = tmp_path / "reference"
+        build_training_view(source, reference, settings, progress=False, layout=layout)
+    out = tmp_path / "view"
     manifest = out / ".videokr" / "training_view_clips.jsonl"
     # A forked child has the libraries loaded already; the kill is real (no cleanup runs in it).
     child = multiprocessing.get_context("fork").Process(
-        target=build_training_view, args=(source, out, settings), kwargs={"progress": False}
+        target=build_training_view, args=(source, out, settings), kwargs={"progress": False, "layout": layout}
     )
     child.start()
     while child.is_alive() and not (manifest.is_file() and manifest.read_text().count("\n") >= 1):
@@ -333,7 +340,7 @@ def test_a_killed_view_build_resumes_to_the_same_bytes(source: Path, views: dict
     assert child.exitcode == -signal.SIGKILL, "the build finished before it could be interrupted"
     assert not (out / "train" / "metadata.parquet").exists()
 
-    report = build_training_view(source, out, settings, progress=False)
+    report = build_training_view(source, out, settings, progress=False, layout=layout)
     assert report.clips_reused >= 1 and report.clips_reused + report.clips_encoded == 2
 
     def files(folder: Path) -> dict[str, bytes]:
@@ -346,21 +353,69 @@ def test_a_killed_view_build_resumes_to_the_same_bytes(source: Path, views: dict
     assert files(out) == files(reference)
 
 
-def test_view_of_a_sharded_build_reads_clips_from_its_zip_shards(sample_corpus: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def sharded_source(sample_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     import videokr_sft
     from videokr.data.hub import build_repo
 
-    built = tmp_path / "sharded"
+    built = tmp_path_factory.mktemp("sharded") / "sft"
     build_repo(
         videokr_sft.SPEC, sample_corpus, built, workers=1, progress=False, check=False, layout="shards"
     )
     assert list((built / "train").glob("*.zip"))
+    return built
+
+
+def test_view_of_a_sharded_build_reads_clips_from_its_zip_shards(
+    sharded_source: Path, tmp_path: Path
+) -> None:
     settings = ViewSettings.of(FrameSampling(max_frames=4), 28)
-    report = build_training_view(built, tmp_path / "view", settings, progress=False)
+    report = build_training_view(sharded_source, tmp_path / "view", settings, progress=False)
+    assert report.layout == "loose"  # auto: a few clips
     assert report.kept_out == [] and report.kept == report.rows
     rows = _view_rows(tmp_path / "view")
     assert len(rows) == report.rows["train"]
     tag = read_view_clip(rows[0]["video"]["path"])
     assert tag is not None and tag.source.startswith("shard-") and len(tag.indices) == 4
-    again = build_training_view(built, tmp_path / "view", settings, progress=False)
+    again = build_training_view(sharded_source, tmp_path / "view", settings, progress=False)
     assert (again.clips_encoded, again.clips_reused) == (0, report.clips_encoded)
+
+
+def test_a_sharded_view_holds_the_loose_views_clips_and_rewrites_only_changed_shards(
+    sharded_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A view in shards (what a view of the full release is, by file count): the same rows and clip bytes
+    as the loose view, loaded and streamed through the training path, only shards and the card planned
+    for upload, and a re-run that writes nothing when nothing changed."""
+    from videokr.data import shards
+    from videokr.data.publish import plan_upload
+    from videokr.training.data import load_video_dataset, readable_clips
+
+    monkeypatch.setattr(shards, "MAX_SHARD_CLIPS", 10)
+    settings = ViewSettings.of(FrameSampling(max_frames=4), 28)
+    loose = build_training_view(sharded_source, tmp_path / "loose", settings, progress=False)
+    view = tmp_path / "view"
+    report = build_training_view(sharded_source, view, settings, progress=False, layout="shards")
+    assert report.layout == "shards" and report.kept == loose.kept
+
+    archives = sorted((view / "train").glob("shard-*.zip"))
+    assert len(archives) >= 2
+    assert sorted(p.name for p in (view / "train").iterdir()) == [a.name for a in archives]  # no loose clip
+    planned = {f.path for f in plan_upload(view).files}
+    assert planned == {"README.md", "ATTRIBUTION.md", *(f"train/{a.name}" for a in archives)}
+
+    loaded = readable_clips(load_video_dataset(str(view)))
+    by_id = {row["id"]: row["video"]["path"] for row in _view_rows(tmp_path / "loose")}
+    assert sorted(row["id"] for row in loaded) == sorted(by_id)
+    for row in loaded:
+        assert row["video"]["bytes"] == Path(by_id[row["id"]]).read_bytes(), row["id"]
+    streamed = next(iter(readable_clips(load_video_dataset(str(view), streaming=True))))
+    loader = VisualLoader(build_tiny_processor("qwen2_5_vl"), FrameSampling(max_frames=4))
+    assert loader.load(streamed["video"]).frames.shape[0] == 4
+
+    before = {a.name: a.stat().st_mtime_ns for a in archives}
+    again = build_training_view(sharded_source, view, settings, progress=False)  # auto: keeps shards
+    assert (again.layout, again.clips_encoded) == ("shards", 0)
+    assert {a.name: a.stat().st_mtime_ns for a in (view / "train").glob("shard-*.zip")} == before
+    with pytest.raises(ValueError, match="shards layout, not loose"):
+        build_training_view(sharded_source, view, settings, progress=False, layout="loose")

@@ -78,7 +78,7 @@ def _training_view(args: argparse.Namespace) -> int:
     settings = ViewSettings(
         args.fps, args.max_frames, args.num_frames, args.max_pixels, args.min_pixels, args.factor
     )
-    report = build_training_view(args.folder, args.out, settings, workers=args.workers)
+    report = build_training_view(args.folder, args.out, settings, workers=args.workers, layout=args.layout)
     print(report.summary())
     print(f"wrote {args.out} (report: {args.out}/.videokr/training_view.json)")
     return 1 if report.kept_out and args.strict else 0
@@ -226,6 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the processor's patch size × merge size: 28 for Qwen2/2.5-VL (default), 32 for Qwen3-VL",
     )
     view.add_argument("--workers", type=int, default=1, help="clips encoded in parallel (default: 1)")
+    view.add_argument(
+        "--layout",
+        choices=("auto", "loose", "shards"),
+        default="auto",
+        help="as for build: loose files, ZIP shards of clips with their rows, or auto (default: loose up "
+        "to 2,000 clips and 2 GiB of source clips, shards beyond); a resumed view keeps its layout",
+    )
     view.add_argument("--strict", action="store_true", help="exit 1 when any row was kept out")
 
     publish = add(

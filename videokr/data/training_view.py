@@ -21,11 +21,16 @@ they are. The collator, GRPO's rollouts and the training scripts need no change:
 ``--dataset_name`` at the view folder. The evaluation keeps the originals (a view holds no other frames
 for the single-frame probe, and is refused there).
 
-The folder is the no-code videofolder layout of a build with loose files, whatever the source's layout (loose
-clips or ZIP shards, whose members are read one at a time): ``<split>/metadata.parquet`` with every
-column of the source rows, ``<split>/videos/…`` (the source's clip names, suffix ``.mp4``), a card whose
-YAML carries the settings under ``videokr_training_view``, the source's ``ATTRIBUTION.md`` (the clips are
-adaptations of the originals, under the same licences).
+The folder is a build's no-code layout, loose or sharded (``layout``; ``auto`` chooses as a build does,
+by the number and bytes of the clips, so a view of the full release is sharded and fits the Hub's advice
+of files per repo), whatever the source's layout (loose clips or ZIP shards, whose members are read one at
+a time). Loose: ``<split>/metadata.parquet`` with every column of the source rows and ``<split>/videos/…``
+(the source's clip names, suffix ``.mp4``). Sharded: ``<split>/shard-NNNNN.zip``, each holding its clips
+and the ``metadata.parquet`` of the rows that use them (`videokr.data.shards`); the encoded clips stay
+in ``.videokr/clips/`` (never published) so that a re-run reuses them, and a shard is rewritten only
+when its clips or rows changed. Either way a card whose YAML carries the settings under
+``videokr_training_view``, and the source's ``ATTRIBUTION.md`` (the clips are adaptations of the
+originals, under the same licences).
 
 Resumable at clip level: each clip is written under a temporary name and renamed, then appended to
 ``.videokr/training_view_clips.jsonl`` with its sha256; a re-run reuses a clip whose file still has that
@@ -55,6 +60,8 @@ import av
 import numpy as np
 
 from videokr.atomic import atomic_path, write_text_atomic
+from videokr.data import shards as shard_layout
+from videokr.data.shards import ShardContent, assign_shards, choose_layout, shard_fingerprint, write_shard
 from videokr.errors import VideoDecodeError, VideoKRError
 from videokr.vision.decode import sample_frames
 from videokr.vision.sampling import (
@@ -127,6 +134,8 @@ earlier version) is encoded again on the next run, so one view never mixes encod
 STATE_DIR = ".videokr"
 STATE_FILE = "training_view.json"
 MANIFEST_FILE = "training_view_clips.jsonl"
+SHARDS_FILE = "training_view_shards.json"
+STAGED_CLIPS = "clips"
 
 
 class TrainingViewMismatch(VideoKRError, ValueError):
@@ -308,6 +317,7 @@ class ViewReport:
     settings: ViewSettings
     rows: dict[str, int] = field(default_factory=dict)  # split -> rows read
     kept: dict[str, int] = field(default_factory=dict)  # split -> rows written
+    layout: str = "loose"
     clips_encoded: int = 0
     clips_reused: int = 0
     source_bytes: int = 0
@@ -352,9 +362,10 @@ def build_training_view(
     *,
     workers: int = 1,
     progress: bool = True,
+    layout: str = "auto",
 ) -> ViewReport:
     """Write the training view of the built folder `source` to `out` (new, empty, or an earlier view of
-    the same source at the same settings, which is resumed). See the module docstring."""
+    the same source at the same settings and layout, which is resumed). See the module docstring."""
     import datasets
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -366,7 +377,8 @@ def build_training_view(
     card = _read_card(source)
     if VIEW_TAG in card:
         raise ValueError(f"{source} is itself a training view; build the view from the original folder")
-    _claim_out(out, source, settings)
+    choose_layout(layout, 0, 0)  # a wrong name fails before anything is written
+    _claim_out(out, source, settings, layout)
     report = ViewReport(str(source), str(out), settings)
     manifest = _Manifest(out / STATE_DIR / MANIFEST_FILE)
 
@@ -384,7 +396,13 @@ def build_training_view(
         tables[split] = (dataset.remove_columns("video").with_format("arrow")[:], names)
         report.rows[split] = len(dataset)
 
-    failed = _encode_all(out, settings, jobs, manifest, report, workers=workers, progress=progress)
+    report.layout = _resolve_layout(out, layout, jobs)
+    _write_state(out, source, settings, complete=False, layout=report.layout)
+    clips = out if report.layout == "loose" else out / STATE_DIR / STAGED_CLIPS
+    failed = _encode_all(clips, settings, jobs, manifest, report, workers=workers, progress=progress)
+    used = {name for name in jobs if name not in failed}
+    manifest.remove_unused(clips, used)
+    placed = _ShardPlacement(out / STATE_DIR / SHARDS_FILE) if report.layout == "shards" else None
     for split, (table, names) in tables.items():
         keep = []
         for i, name in enumerate(names):
@@ -404,13 +422,13 @@ def build_training_view(
         kept = table.take(pa.array(keep, type=pa.int64()))
         files = pa.array([os.path.relpath(names[i], split) for i in keep], type=pa.string())
         kept = kept.add_column(0, "file_name", files)
-        target = out / split / "metadata.parquet"
-        with atomic_path(target) as tmp:
-            pq.write_table(kept, tmp)
+        if placed is None:
+            with atomic_path(out / split / "metadata.parquet") as tmp:
+                pq.write_table(kept, tmp)
+        else:
+            placed.write(out, split, kept, {name: manifest.entries[name]["sha256"] for name in used})
         report.kept[split] = len(keep)
-    used = {name for name in jobs if name not in failed}
-    manifest.remove_unused(out, used)
-    report.view_bytes = sum((out / name).stat().st_size for name in sorted(used))
+    report.view_bytes = sum((clips / name).stat().st_size for name in sorted(used))
     report.source_bytes = sum(jobs[name].size for name in used)
     _write_card(out, source, card, settings, report)
     _write_state(out, source, settings, complete=True, report=report)
@@ -430,10 +448,11 @@ def _read_card(folder: Path) -> dict[str, Any]:
     return yaml.safe_load(text.split("---\n", 2)[1]) or {}
 
 
-def _claim_out(out: Path, source: Path, settings: ViewSettings) -> None:
+def _claim_out(out: Path, source: Path, settings: ViewSettings, layout: str) -> None:
     """Refuse an `out` this command could damage, before writing anything: it must be new, empty, or a
-    view of the same source at the same settings (resumed)."""
+    view of the same source at the same settings and layout (resumed)."""
     state = out / STATE_DIR / STATE_FILE
+    made_as = None
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a folder")
     if out.resolve() == source.resolve() or source.resolve() in out.resolve().parents:
@@ -447,19 +466,40 @@ def _claim_out(out: Path, source: Path, settings: ViewSettings) -> None:
                 f"{out} is the training view of {previous['source']}, not of {source.resolve()}; "
                 "choose another output folder"
             )
+        made_as = previous.get("layout", "loose")
+        if layout not in ("auto", made_as):
+            raise ValueError(
+                f"{out} is a training view in the {made_as} layout, not {layout}; choose another output "
+                "folder for the other layout"
+            )
     elif out.is_dir() and any(out.iterdir()):
         raise ValueError(f"{out}: not empty and not a training view; choose a new or empty folder")
-    _write_state(out, source, settings, complete=False)
+    _write_state(out, source, settings, complete=False, layout=made_as)
+
+
+def _resolve_layout(out: Path, layout: str, jobs: dict[str, _Job]) -> str:
+    """The layout of a view resumed keeps what it was made as; a new one chooses as a build does."""
+    state = json.loads((out / STATE_DIR / STATE_FILE).read_text(encoding="utf-8"))
+    if state.get("layout"):
+        return str(state["layout"])
+    return choose_layout(layout, len(jobs), sum(job.size for job in jobs.values()))
 
 
 def _write_state(
-    out: Path, source: Path, settings: ViewSettings, *, complete: bool, report: ViewReport | None = None
+    out: Path,
+    source: Path,
+    settings: ViewSettings,
+    *,
+    complete: bool,
+    layout: str | None = None,
+    report: ViewReport | None = None,
 ) -> None:
-    state = {
+    state: dict[str, Any] = {
         "format": FORMAT,
         "source": str(source.resolve()),
         "settings": asdict(settings),
         "complete": complete,
+        "layout": report.layout if report is not None else layout,
     }
     if report is not None:
         state["report"] = report.as_dict()
@@ -549,6 +589,50 @@ class _Manifest:
         """Delete clips this command wrote earlier that no row uses now (a source clip removed)."""
         for name in sorted(set(self.entries) - used):
             (out / name).unlink(missing_ok=True)
+
+
+class _ShardPlacement:
+    """Which shard holds each clip of a sharded view, and what each shard was written with.
+
+    Kept clips stay in their shard and new ones fill the last shard, then new ones
+    (`videokr.data.shards.assign_shards`), so a re-run with a few clips changed rewrites a few shards. A
+    shard is rewritten only when its fingerprint (its members' sha256 and its rows' bytes) changed or its
+    file is gone. The state is saved after every shard, so an interrupted run redoes at most one.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.state: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+    def write(self, out: Path, split: str, rows: Any, sha256: dict[str, str]) -> None:
+        """Write `split`'s rows (a table whose ``file_name`` is the member path) into shards, and delete
+        shards no clip is placed in any more. `sha256` holds the encoded clips (``<split>/videos/…``)."""
+        import pyarrow as pa
+
+        split_state = self.state.setdefault(split, {"clips": {}, "shards": {}})
+        names = sorted({f"{split}/{member}" for member in rows.column("file_name").to_pylist()})
+        sizes = {name: (out / STATE_DIR / STAGED_CLIPS / name).stat().st_size for name in names}
+        limits = {"max_bytes": shard_layout.MAX_SHARD_BYTES, "max_clips": shard_layout.MAX_SHARD_CLIPS}
+        placed = assign_shards(sizes, split_state["clips"], **limits)
+        split_state["clips"] = placed
+        members = rows.column("file_name").to_pylist()
+        for shard in sorted(set(placed.values())):
+            mine = sorted(name for name in names if placed[name] == shard)
+            wanted = {os.path.relpath(name, split) for name in mine}
+            table = rows.take(pa.array([i for i, m in enumerate(members) if m in wanted], type=pa.int64()))
+            fingerprint = shard_fingerprint({os.path.relpath(n, split): sha256[n] for n in mine}, table)
+            target = out / split / shard
+            if split_state["shards"].get(shard) == fingerprint and target.is_file():
+                continue
+            staged = out / STATE_DIR / STAGED_CLIPS
+            openers = {os.path.relpath(n, split): functools.partial(open, staged / n, "rb") for n in mine}
+            write_shard(target, ShardContent(openers, table))  # type: ignore[arg-type]
+            split_state["shards"][shard] = fingerprint
+            write_text_atomic(self.path, json.dumps(self.state, indent=2) + "\n")
+        for shard in sorted(set(split_state["shards"]) - set(placed.values())):
+            (out / split / shard).unlink(missing_ok=True)
+            del split_state["shards"][shard]
+        write_text_atomic(self.path, json.dumps(self.state, indent=2) + "\n")
 
 
 def _encode_all(
@@ -645,17 +729,21 @@ def _write_card(
     meta = {key: value for key, value in card.items() if key not in ("configs", "dataset_info")}
     name = str(card.get("pretty_name") or source.name)
     meta["pretty_name"] = f"{name} (training view)"
+    pattern = "{}/*.zip" if report.layout == "shards" else "{}/**"
     meta["configs"] = [
         {
             "config_name": "default",
-            "data_files": [{"split": s, "path": f"{s}/**"} for s in sorted(report.kept)],
+            "data_files": [{"split": s, "path": pattern.format(s)} for s in sorted(report.kept)],
         }
     ]
     # The features only: sizes and split counts (if the source card has them) are the source's.
     info = {"features": (card.get("dataset_info") or {}).get("features")}
-    info["download_size"] = report.view_bytes + sum(
-        (out / s / "metadata.parquet").stat().st_size for s in report.kept
-    )
+    if report.layout == "shards":
+        info["download_size"] = sum(p.stat().st_size for s in report.kept for p in (out / s).glob("*.zip"))
+    else:
+        info["download_size"] = report.view_bytes + sum(
+            (out / s / "metadata.parquet").stat().st_size for s in report.kept
+        )
     meta["dataset_info"] = info
     meta[VIEW_TAG] = {"format": FORMAT, **asdict(settings)}
     ratio = report.source_bytes / report.view_bytes if report.view_bytes else float("nan")
