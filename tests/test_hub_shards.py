@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -17,8 +18,8 @@ from videokr.data.release import RELEASE_FILES
 SPEC = videokr_sft.SPEC
 
 
-def build(source: Path, out: Path, layout: str):
-    return build_repo(SPEC, source, out, layout=layout, workers=2, progress=False)
+def build(source: Path, out: Path, layout: str, **options: object):
+    return build_repo(SPEC, source, out, layout=layout, workers=2, progress=False, **options)
 
 
 def stamps(out: Path) -> dict[str, tuple[int, int]]:
@@ -124,3 +125,47 @@ def test_publish_sends_the_card_files_and_the_shards_only(both: dict[str, Path],
     shard.write_bytes(shard.read_bytes()[:-100])  # cut short: the central directory is gone
     with pytest.raises(PublishError, match=r"shard-00001\.zip: not a readable shard"):
         plan_upload(broken)
+
+
+def _zero_inside_member(archive: Path, member: str) -> None:
+    """Zero the middle third of a stored member's bytes in place: same size, same modification time, so
+    the shard looks untouched to a rebuild (as bit rot or a bad copy would)."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(archive) as handle:
+        info = handle.getinfo(member)
+    stat = archive.stat()
+    with archive.open("r+b") as raw:
+        raw.seek(info.header_offset + 26)
+        name_length, extra_length = struct.unpack("<HH", raw.read(4))
+        start = info.header_offset + 30 + name_length + extra_length
+        third = info.file_size // 3
+        raw.seek(start + third)
+        raw.write(bytes(third))
+    os.utime(archive, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_verify_decodes_clips_inside_their_shards_without_copying_them(
+    both: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(both["sharded"], out)
+    before = stamps(out)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(shards, "MAX_SHARD_CLIPS", 10)
+        report = build(both["release"], out, "shards", verify=True)
+        assert (report.clips_written, report.clips_reused, report.problems) == (0, 26, [])
+        assert stamps(out) == before  # nothing copied out or packed again
+
+        archive = out / SPEC.split / "shard-00001.zip"
+        rows = shards.read_shard_rows(archive, ["file_name", "id"])
+        member = rows["file_name"][0].as_py()
+        on_clip = sorted(r["id"] for r in rows.to_pylist() if r["file_name"] == member)
+        _zero_inside_member(archive, member)
+        assert build(both["release"], out, "shards").problems == []  # only the shard's stamp is checked
+        report = build(both["release"], out, "shards", verify=True)
+    assert sorted(report.rejected_ids("corrupt_clip")) == on_clip
+    assert member not in {r["file_name"] for r in shards.read_shard_rows(archive, ["file_name"]).to_pylist()}
+    after = stamps(out)
+    assert [name for name in before if after.get(name) != before[name]] == ["shard-00001.zip"]

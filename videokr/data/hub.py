@@ -25,13 +25,16 @@ no-code dataset whose rows decode with `load_dataset`.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import os
 import shutil
 import sys
+import tempfile
 import threading
 import time
+import zipfile
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable
@@ -305,6 +308,21 @@ def _verify_decode(path: str) -> tuple[str, str | None]:
     return path, None
 
 
+def _verify_packed(url: str) -> tuple[str, str | None]:
+    """`_probe_clip`'s checks and `_verify_decode` on a member of a shard (``zip://member::archive``),
+    read into a temporary file (the decoders read files); returns an error or None."""
+    member, archive = url[len("zip://") :].split("::", 1)
+    try:
+        with zipfile.ZipFile(archive) as handle, tempfile.NamedTemporaryFile(suffix=".mp4") as copy:
+            with handle.open(member) as source:
+                shutil.copyfileobj(source, copy)
+            copy.flush()
+            error = _probe_clip(copy.name)[2] or _verify_decode(copy.name)[1]
+    except Exception as exc:  # a damaged archive is this clip's error too
+        return url, str(exc)
+    return url, None if error is None else error.replace(copy.name, member)
+
+
 class _Manifest:
     """What a build wrote: clips (with sha256, for incremental rebuilds and overlap checks) and problems.
 
@@ -538,12 +556,16 @@ def build_repo(
         if layout == "loose":
             placed = _copy_clips(refs, file_names, split_dir, manifest, report, workers, progress)
         else:
-            placed = _stage_clips(
-                refs, file_names, out, split_dir, manifest, report, workers, progress, reuse=not verify
-            )
+            placed = _stage_clips(refs, file_names, out, split_dir, manifest, report, workers, progress)
 
         _drop_overlaps(disjoint_from, manifest, rows_by_clip, report)
-        durations = _check_clips(placed, rows_by_clip, manifest, report, workers, progress, verify)
+        # Clips kept inside their shard: `--verify` checks the bytes that are published, in place.
+        packed = {
+            name: f"zip://{manifest.clips[name]['member']}::{split_dir / manifest.clips[name]['shard']}"
+            for name in rows_by_clip
+            if name not in placed and manifest.clips.get(name, {}).get("shard")
+        }
+        durations = _check_clips(placed, rows_by_clip, manifest, report, workers, progress, verify, packed)
         for name in sorted(set(manifest.clips) - set(rows_by_clip)):
             manifest.forget(name)
 
@@ -780,11 +802,14 @@ def _check_clips(
     workers: int,
     progress: bool,
     verify: bool,
+    packed: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Probe every new clip (duration; a corrupt container is caught); `verify` decodes all of them.
 
     Durations are kept in the manifest, so an incremental re-run probes only clips it copied anew;
-    clips reused inside their shard are not in `placed` and keep their recorded duration.
+    clips reused inside their shard are not in `placed` and keep their recorded duration. With `verify`
+    those (`packed`: name → ``zip://member::shard``) are probed and decoded from the shard itself, one at
+    a time through a temporary file: the bytes that are published, never copied out again.
     """
     names = [n for n in sorted(rows_by_clip) if n in placed]
     by_path = {str(placed[n]): n for n in names}
@@ -813,17 +838,22 @@ def _check_clips(
                 )
         if verify:
             healthy = [p for p, n in by_path.items() if n not in broken]
-            results = pool.map(_verify_decode, healthy, chunksize=4)
-            for path, error in tqdm(
-                results, total=len(healthy), desc="decode clips", unit="clip", disable=not progress
-            ):
+            by_path |= {url: name for name, url in (packed or {}).items()}
+            results = itertools.chain(
+                pool.map(_verify_decode, healthy, chunksize=4),
+                pool.map(_verify_packed, sorted((packed or {}).values()), chunksize=4),
+            )
+            total = len(healthy) + len(packed or {})
+            bar = tqdm(results, total=total, desc="decode clips", unit="clip", disable=not progress)
+            for path, error in bar:
                 if error is not None:
                     broken[by_path[path]] = error
     for name, error in sorted(broken.items()):
         ids = [r.id for r in rows_by_clip.pop(name)]
         report.problems.append(Problem("corrupt_clip", f"{name}: does not decode: {error}", ids))
-        placed[name].unlink(missing_ok=True)
-        manifest.forget(name)
+        if name in placed:
+            placed[name].unlink(missing_ok=True)
+        manifest.forget(name)  # a clip packed in a shard leaves it when the shard is rewritten
     return {n: manifest.clips[n].get("duration_s") for n in rows_by_clip}
 
 
@@ -836,15 +866,13 @@ def _stage_clips(
     report: BuildReport,
     workers: int,
     progress: bool,
-    *,
-    reuse: bool,
 ) -> dict[str, Path]:
     """Sharded layout: copy each clip that is not already in an intact shard to the staging folder.
 
     A clip is reused, not copied, when its source still hashes to the recorded sha256 and its shard is
     the file the manifest recorded (same size and modification time: the archive is only ever written
-    whole, by this tool). Returns the staged copies (the clips to probe and to pack); `reuse=False`
-    (`--verify`) stages every clip, so every clip is decoded from the bytes that will be packed.
+    whole, by this tool). Returns the staged copies (the clips to probe and to pack); `--verify` checks
+    the reused ones inside their shard (`_check_clips`).
     """
     staging = out / STAGING_DIR
     shards = manifest.data.setdefault("shards", {})
@@ -858,7 +886,7 @@ def _stage_clips(
 
     def place(name: str) -> tuple[str, str, bool]:
         ref, entry = refs[name], manifest.clips.get(name) or {}
-        if reuse and entry.get("member") == members[name] and intact(entry.get("shard")):
+        if entry.get("member") == members[name] and intact(entry.get("shard")):
             digest = ref.sha256()
             if digest == entry.get("sha256"):
                 return name, digest, True
