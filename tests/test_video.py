@@ -238,6 +238,29 @@ def test_channels_first_is_the_same_frames_in_the_processors_layout(
     assert np.array_equal(planar, packed.transpose(0, 3, 1, 2))
 
 
+@pytest.mark.skipif("torchcodec" not in BACKENDS, reason="GPU decoding is torchcodec's")
+def test_a_decoding_device_is_configuration_checked_before_any_clip_is_read(clips: dict[str, Path]) -> None:
+    """A wrong device raises a plain error (a collator would take a `VideoDecodeError` for one bad clip
+    and skip the row); on a machine with CUDA the GPU's frames match the CPU's."""
+    import torch
+
+    with pytest.raises(ValueError, match="needs the torchcodec backend, not 'pyav'"):
+        video.sample_frames(clips["ntsc"], backend="pyav", device="cuda")
+    with pytest.raises(RuntimeError, match="only 'cpu' and CUDA devices"):
+        video.sample_frames(clips["ntsc"], device="mps")
+    cpu = video.sample_frames(clips["ntsc"], indices=[3, 30], channels_first=True, backend="torchcodec")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA device is visible") as raised:
+            video.sample_frames(clips["ntsc"], device="cuda")
+        assert not isinstance(raised.value, VideoDecodeError)
+        return
+    gpu = video.sample_frames(clips["ntsc"], indices=[3, 30], channels_first=True, device="cuda")
+    assert gpu.backend == "torchcodec" and gpu.frames.shape == cpu.frames.shape
+    assert _codes(gpu.frames.transpose(0, 2, 3, 1)) == [3, 30]
+    error = np.mean((gpu.frames.astype(np.float64) - cpu.frames) ** 2)
+    assert 10 * np.log10(255**2 / max(error, 1e-9)) >= 35
+
+
 @pytest.mark.skipif(
     shutil.which("ffmpeg") is None, reason="needs the ffmpeg command to cut with an edit list"
 )

@@ -8,6 +8,7 @@ real Qwen processors.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -104,3 +105,18 @@ def test_a_groups_shared_clip_is_moved_to_the_device_once() -> None:
     assert (
         moved.pixel_values[0] is moved.pixel_values[1] and moved.pixel_values[2] is not moved.pixel_values[0]
     )
+
+
+def test_a_device_that_cannot_decode_stops_the_collator_instead_of_dropping_rows(clip: Path) -> None:
+    """The collator drops a row whose clip does not decode; a decoding device that does not exist is no
+    bad clip, so it must stop training at the first batch rather than empty every batch."""
+    from videokr.training.collator import VideoSFTCollator
+    from videokr.vision.decode import available_backends
+
+    if torch.cuda.is_available() or "torchcodec" not in available_backends():
+        pytest.skip("needs torchcodec on a machine without CUDA")
+    collator = VideoSFTCollator(build_tiny_processor("qwen2_5_vl"), replace(SAMPLING, device="cuda"))
+    row = {"id": "r0", "video": str(clip), "prompt": "What happens?", "completion": "<answer>A</answer>"}
+    with pytest.raises(RuntimeError, match="no CUDA device is visible"):
+        collator([row])
+    assert collator.failures == []

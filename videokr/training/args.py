@@ -52,6 +52,13 @@ class VideoScriptArguments(ScriptArguments):
     video_backend: str | None = field(
         default=None, metadata={"help": "torchcodec, pyav or decord (default: automatic)."}
     )
+    video_device: str = field(
+        default="cpu",
+        metadata={
+            "help": "Decode the original clips on this device: cpu (default) or cuda (NVDEC through "
+            "torchcodec; with dataloader_num_workers 0, as CUDA does not start in forked workers)."
+        },
+    )
     freeze_vision_tower: bool = field(
         default=True, metadata={"help": "Freeze the vision encoder (paper: frozen in SFT)."}
     )
@@ -105,6 +112,7 @@ class VideoScriptArguments(ScriptArguments):
             max_pixels=self.max_pixels,
             min_pixels=self.min_pixels,
             backend=self.video_backend,
+            device=self.video_device,
         )
 
 

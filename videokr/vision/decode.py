@@ -36,12 +36,13 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import av
 import numpy as np
@@ -121,6 +122,8 @@ faster but shrinks the subsampled chroma plane on its own: measured against torc
 bicubic of the full RGB frames (the reference), 720p shrunk to 420×224 came out at 30 dB (38.7 with full
 chroma interpolation, 32.9 on sharp-edged texture) against 50–53 dB for the two passes, which cost
 12–17 ms a frame on one core."""
+
+logger = logging.getLogger(__name__)
 
 _ALIASES = {"av": "pyav", "torchcodec": "torchcodec", "decord": "decord", "pyav": "pyav"}
 
@@ -426,7 +429,12 @@ def resolve_backend(backend: str | None = None) -> str:
 
 
 def _decode_torchcodec(
-    info: VideoInfo, indices: np.ndarray, num_threads: int, size: Size | None, channels_first: bool
+    info: VideoInfo,
+    indices: np.ndarray,
+    num_threads: int,
+    size: Size | None,
+    channels_first: bool,
+    device: str = "cpu",
 ) -> np.ndarray:
     """`get_frames_at` in exact seek mode (torchcodec scans the packets itself, as `probe` did).
 
@@ -435,12 +443,17 @@ def _decode_torchcodec(
     chunk is held at full size. torchcodec 0.17's own `Resize` decoder transform was measured and not
     used: bilinear (40 dB from the full path on 720p), and 3–4× slower than this on small clips (314 ms
     against 100 ms for a 12-frame 192×144 clip; equal on 720p, where decoding dominates).
+
+    On a CUDA `device` torchcodec decodes with NVDEC and the chunks are shrunk on the GPU by the same
+    torchvision call; only the frames at the target size come back to host memory. A clip NVDEC cannot
+    decode (4:4:4 H.264, which a training view is, or a codec the GPU lacks) is decoded by torchcodec on
+    the CPU instead; that is logged once per process, never silent.
     """
     from torchcodec.decoders import VideoDecoder
 
     order = "NCHW" if channels_first or size is not None else "NHWC"
     decoder = VideoDecoder(
-        info.path, seek_mode="exact", dimension_order=order, num_ffmpeg_threads=num_threads
+        info.path, seek_mode="exact", dimension_order=order, num_ffmpeg_threads=num_threads, device=device
     )
     if decoder.metadata.num_frames != info.num_frames:
         raise _Mismatch(
@@ -449,20 +462,36 @@ def _decode_torchcodec(
     expected = info.frame_pts[indices] * float(info.time_base)
     if size is None:
         batch = decoder.get_frames_at(indices.tolist())
-        _check_times(batch.pts_seconds.numpy(), expected, info)
-        return batch.data.numpy()
+        _check_times(batch.pts_seconds.cpu().numpy(), expected, info)
+        _note_fallback(decoder, device)
+        return batch.data.cpu().numpy()
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms.v2 import functional as tv_functional
 
     out = np.empty(_shape(len(indices), size, channels_first), dtype=np.uint8)
     for start in range(0, len(indices), _CHUNK):
         batch = decoder.get_frames_at(indices[start : start + _CHUNK].tolist())
-        _check_times(batch.pts_seconds.numpy(), expected[start : start + _CHUNK], info)
+        _check_times(batch.pts_seconds.cpu().numpy(), expected[start : start + _CHUNK], info)
         shrunk = tv_functional.resize(  # channels first, the layout `resize_frames` hands torchvision
             batch.data, list(size), interpolation=InterpolationMode.BICUBIC, antialias=True
         )
-        out[start : start + len(shrunk)] = (shrunk if channels_first else shrunk.permute(0, 2, 3, 1)).numpy()
+        shrunk = shrunk if channels_first else shrunk.permute(0, 2, 3, 1)
+        out[start : start + len(shrunk)] = shrunk.cpu().numpy()
+    _note_fallback(decoder, device)
     return out
+
+
+def _note_fallback(decoder: Any, device: str) -> None:
+    """Log (once per process and reason) a clip torchcodec decoded on the CPU although `device` was asked."""
+    status = decoder.cpu_fallback
+    if device != "cpu" and status:
+        reason = str(status)
+        if reason not in _FALLBACKS_LOGGED:
+            _FALLBACKS_LOGGED.add(reason)
+            logger.warning("decoding on %s fell back to the CPU for some clips: %s", device, reason)
+
+
+_FALLBACKS_LOGGED: set[str] = set()
 
 
 _CHUNK = 16
@@ -667,6 +696,7 @@ def sample_frames(
     num_threads: int = 0,
     size: SizeRule | None = None,
     channels_first: bool = False,
+    device: str = "cpu",
 ) -> SampledVideo:
     """Decode the frames `frame_indices` picks (or exactly `indices`) from the clip at `path`.
 
@@ -677,10 +707,13 @@ def sample_frames(
     is the (height, width) the frames are delivered at, or a function of the clip's displayed (height, width)
     giving it (see point 4 of the module docstring); the metadata keeps the clip's own size. `channels_first`
     delivers T×3×H×W, the processors' layout, with no extra copy of the frames (a training view's planar RGB
-    is copied plane by plane). Every failure, whatever the backend, is a `VideoDecodeError` naming the file
+    is copied plane by plane). `device` other than ``"cpu"`` (``"cuda"``, ``"cuda:1"``) decodes on that
+    GPU (torchcodec only; see `_decode_torchcodec`); the frames still come back as host arrays. Every
+    failure, whatever the backend, is a `VideoDecodeError` naming the file
     (and the backend that met it); the call never returns fewer frames than asked.
     """
-    name = resolve_backend(backend)
+    name = resolve_backend(backend or ("torchcodec" if device != "cpu" else None))
+    _check_device(device, name)
     info = probe(path)
     if indices is None:
         wanted = frame_indices(
@@ -701,7 +734,7 @@ def sample_frames(
             raise ValueError(f"size must be positive (height, width), got {target}")
         if target == (info.height, info.width):
             target = None  # nothing to scale: the plain conversion, bit-identical across backends
-    frames = _decode(name, info, wanted, num_threads, target, channels_first)
+    frames = _decode(name, info, wanted, num_threads, target, channels_first, device)
     return SampledVideo(
         frames=frames,
         indices=wanted,
@@ -709,6 +742,22 @@ def sample_frames(
         info=info,
         backend=name,
     )
+
+
+def _check_device(device: str, backend: str) -> None:
+    """A decoding device is configuration: a wrong one raises here, before any clip is read, and never as a
+    `VideoDecodeError` (which a collator would take for one bad clip and skip)."""
+    if device == "cpu":
+        return
+    if backend != "torchcodec":
+        raise ValueError(f"decoding on {device!r} needs the torchcodec backend, not {backend!r}")
+    import torch
+
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        raise RuntimeError(
+            f"cannot decode on {device!r}: "
+            + ("no CUDA device is visible" if device.startswith("cuda") else "only 'cpu' and CUDA devices")
+        )
 
 
 def _checked_indices(info: VideoInfo, indices: Sequence[int]) -> np.ndarray:
@@ -731,11 +780,13 @@ def _decode(
     num_threads: int,
     size: Size | None,
     channels_first: bool = False,
+    device: str = "cpu",
 ) -> np.ndarray:
     """Decode each distinct index once, then lay the frames out in the order (and repeats) asked."""
     unique, inverse = np.unique(wanted, return_inverse=True)
+    decoder = _DECODERS[name] if device == "cpu" else functools.partial(_decode_torchcodec, device=device)
     try:
-        frames = _DECODERS[name](info, unique, num_threads, size, channels_first)
+        frames = decoder(info, unique, num_threads, size, channels_first)
     except VideoDecodeError:
         raise
     except Exception as e:  # each library raises its own types (RuntimeError, DECORDError, FFmpegError)

@@ -174,7 +174,12 @@ class VisualLoader:
             return self._view(path, view)
         s = self.sampling
         sampled = sample_frames(
-            path, **s.index_rule(), backend=s.backend, size=self.target_size, channels_first=True
+            path,
+            **s.index_rule(),
+            backend=s.backend,
+            size=self.target_size,
+            channels_first=True,
+            device=s.device,
         )
         indices = tuple(int(i) for i in sampled.metadata.frames_indices)
         return Visual("video", torch.from_numpy(sampled.frames), sampled.metadata, indices)
@@ -212,8 +217,14 @@ class VisualLoader:
                 f"{path} is a training-view clip, which holds only the frames sampled for training; show "
                 "single frames from the original clips"
             )
+        s = self.sampling
         sampled = sample_frames(
-            path, indices=[index], backend=self.sampling.backend, size=self.target_size, channels_first=True
+            path,
+            indices=[index],
+            backend=s.backend,
+            size=self.target_size,
+            channels_first=True,
+            device=s.device,
         )
         return Visual("single_frame", torch.from_numpy(sampled.frames), None, (int(index),))
 

@@ -39,6 +39,10 @@ class FrameSampling:
 
     ``num_frames`` fixes the count instead (tests, ablations). ``max_pixels`` / ``min_pixels`` bound each
     frame after resizing. ``backend`` names a `videokr.vision.decode` backend (None: automatic).
+    ``device`` decodes original clips there (``"cuda"``: NVDEC through torchcodec, so decoding stops
+    taking the CPU cores a GPU's data needs; only where the clips are decoded in the main process or
+    in spawned workers, since CUDA does not start in forked ones). Training views always decode on the
+    CPU: reading one is a copy, and NVDEC does not decode their 4:4:4 coding.
     """
 
     fps: float = PAPER_FPS
@@ -47,6 +51,7 @@ class FrameSampling:
     max_pixels: int = PAPER_MAX_PIXELS
     min_pixels: int = PAPER_MIN_PIXELS
     backend: str | None = None
+    device: str = "cpu"
 
     def index_rule(self) -> dict[str, Any]:
         """The `videokr.vision.decode.sample_frames` arguments that pick the frames, the same for the model
