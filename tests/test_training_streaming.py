@@ -246,49 +246,73 @@ def length_reward(completions: list[Any], **_: Any) -> list[float]:
     return [float(len(completion[0]["content"])) for completion in completions]
 
 
-def test_streaming_grpo_trains_on_clips_read_over_http(
-    served_rl: dict, tiny_dirs: dict[str, Path], tmp_path: Path
-) -> None:
+def streaming_grpo(tiny: Path, url: str, out: Path, resume: Path | None = None, **overrides: Any) -> Any:
     """The script's streaming path (`load_video_dataset(streaming=True)`, `to_grpo_rows`,
-    `streaming_trainer_args`) into the real trainer: rollouts decode clips fetched over HTTP and the
-    weights move."""
+    `streaming_trainer_args`, and on a resume the checkpoint's weights loaded as `prepare_start` loads
+    them) into the real trainer, with a reward that moves the weights."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from videokr.training import VideoGRPOConfig
     from videokr.training.data import streaming_trainer_args
     from videokr.training.grpo_trainer import VideoGRPOTrainer
+    from videokr.training.resume import load_checkpoint_weights
 
-    tiny = tiny_dirs["qwen2_5_vl"]
-    served_rl["requests"].clear()
-    args = VideoGRPOConfig(
-        output_dir=str(tmp_path / "grpo"),
-        per_device_train_batch_size=2,
-        num_generations=2,
-        max_completion_length=8,
-        max_steps=2,
-        learning_rate=1e-2,
-        bf16=False,
-        use_cpu=True,
-        report_to="none",
-        save_strategy="no",
-        seed=0,
-    )
+    options: dict[str, Any] = {
+        "output_dir": str(out),
+        "per_device_train_batch_size": 2,
+        "num_generations": 2,
+        "max_completion_length": 8,
+        "max_steps": 2,
+        "learning_rate": 1e-2,
+        "lr_scheduler_type": "constant",
+        "bf16": False,
+        "use_cpu": True,
+        "report_to": "none",
+        "save_strategy": "no",
+        "seed": 0,
+    }
+    args = VideoGRPOConfig(**{**options, **overrides})
     streaming_trainer_args(args)
-    stream = to_grpo_rows(load_video_dataset(served_rl["url"], "train", streaming=True))
-    trainer = VideoGRPOTrainer(
-        model=AutoModelForImageTextToText.from_pretrained(tiny),
+    model = AutoModelForImageTextToText.from_pretrained(tiny)
+    if resume is not None:
+        load_checkpoint_weights(model, str(resume))
+    return VideoGRPOTrainer(
+        model=model,
         reward_funcs=[length_reward],
         args=args,
-        train_dataset=stream,
+        train_dataset=to_grpo_rows(load_video_dataset(url, "train", streaming=True)),
         processing_class=AutoProcessor.from_pretrained(tiny, padding_side="left"),
         sampling=SAMPLING,
     )
+
+
+def test_streaming_grpo_trains_on_clips_read_over_http(
+    served_rl: dict, tiny_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    served_rl["requests"].clear()
+    trainer = streaming_grpo(tiny_dirs["qwen2_5_vl"], served_rl["url"], tmp_path / "grpo")
     initial = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
     trainer.train()
     assert trainer.state.global_step == 2
     fetched = [path for _, path, _ in served_rl["requests"] if path.endswith(".zip")]
     assert fetched, "the clips did not come over HTTP"
     assert any(not torch.equal(p, initial[name]) for name, p in trainer.model.named_parameters())
+
+
+def test_streaming_grpo_resumes_at_a_step_as_an_uninterrupted_run(
+    served_rl: dict, tiny_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    tiny, url = tiny_dirs["qwen2_5_vl"], served_rl["url"]
+    straight = streaming_grpo(tiny, url, tmp_path / "straight", max_steps=4)
+    straight.train()
+    streaming_grpo(tiny, url, tmp_path / "resumed", save_strategy="steps", save_steps=2).train()
+    checkpoint = tmp_path / "resumed" / "checkpoint-2"
+    resumed = streaming_grpo(tiny, url, tmp_path / "resumed", resume=checkpoint, max_steps=4)
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    ours, theirs = dict(resumed.model.named_parameters()), dict(straight.model.named_parameters())
+    initial = dict(streaming_grpo(tiny, url, tmp_path / "unused").model.named_parameters())
+    assert any(not torch.equal(theirs[name], initial[name]) for name in theirs)  # it trained
+    assert all(torch.equal(ours[name], theirs[name]) for name in theirs)
 
 
 def launch_two_processes(kind: str, record: Path, args: list[str]) -> list[list[dict]]:
