@@ -90,6 +90,17 @@ def _publish(args: argparse.Namespace) -> int:
     return publish_command(args.folder, args.repo_id, private=args.private, dry_run=args.dry_run)
 
 
+def add_layout(parser: argparse.ArgumentParser, note: str = "") -> None:
+    """``--layout``, shared by the commands that write a dataset folder (`videokr.data.shards`)."""
+    parser.add_argument(
+        "--layout",
+        choices=("auto", "loose", "shards"),
+        default="auto",
+        help="loose: one file per clip; shards: ZIP shards of clips with their rows; auto (default): "
+        f"loose up to 2,000 clips and 2 GiB of source clips, shards beyond{note}",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="videokr",
@@ -179,13 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--workers", type=int, default=None, help="parallel workers (default: min(8, CPUs))")
     build.add_argument("--no-check", action="store_true", help="skip the load_dataset check at the end")
-    build.add_argument(
-        "--layout",
-        choices=("auto", "loose", "shards"),
-        default="auto",
-        help="loose: one file per clip; shards: ZIP shards of clips with their rows; auto (default): "
-        "loose up to 2,000 clips and 2 GiB, shards beyond",
-    )
+    add_layout(build)
     build.add_argument("--repo-id", default=None, help="ORG/NAME it will be published as (named in the card)")
     build.add_argument("--strict", action="store_true", help="exit 1 when any row was kept out")
     build.add_argument(
@@ -226,13 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the processor's patch size × merge size: 28 for Qwen2/2.5-VL (default), 32 for Qwen3-VL",
     )
     view.add_argument("--workers", type=int, default=1, help="clips encoded in parallel (default: 1)")
-    view.add_argument(
-        "--layout",
-        choices=("auto", "loose", "shards"),
-        default="auto",
-        help="as for build: loose files, ZIP shards of clips with their rows, or auto (default: loose up "
-        "to 2,000 clips and 2 GiB of source clips, shards beyond); a resumed view keeps its layout",
-    )
+    add_layout(view, "; a resumed view keeps its layout")
     view.add_argument("--strict", action="store_true", help="exit 1 when any row was kept out")
 
     publish = add(
