@@ -226,7 +226,9 @@ def test_grpo_groups_stay_whole_across_processes_on_a_sharded_stream(
     order = [row["id"] for row in stream.select_columns(["id"])]
     geometry = {"processes": 2, "per_device": per_device, "steps_per_generation": 2, "group": group}
 
-    rollouts = generation_batches(to_grpo_rows(stream), **geometry)
+    rows = to_grpo_rows(stream)
+    assert next(iter(rows))["video"]["bytes"] is None  # the process that keeps a row reads its clip
+    rollouts = generation_batches(rows, **geometry)
     assert len(rollouts) >= 2
     prompts_seen = []
     for gathered in rollouts:
@@ -239,6 +241,23 @@ def test_grpo_groups_stay_whole_across_processes_on_a_sharded_stream(
         raw = generation_batches(stream, **geometry)
         mixed = [gathered for gathered in raw if len(set(gathered[:group])) > 1]
         assert mixed, raw
+
+
+def test_the_clip_loader_reads_a_streamed_rows_clip_over_http(served_rl: dict) -> None:
+    """GRPO's streamed rows carry clip paths (``zip://member::http://…/shard``); the loader reads the clip
+    itself, and shows the same frames as from the local shard."""
+    from videokr.models.tiny import build_tiny_processor
+    from videokr.vision import VisualLoader
+
+    row = next(iter(to_grpo_rows(load_video_dataset(served_rl["url"], "train", streaming=True))))
+    remote = row["video"]["path"]
+    assert remote.startswith("zip://") and served_rl["url"] in remote and row["video"]["bytes"] is None
+    local = remote.replace(served_rl["url"], str(served_rl["folder"]))
+    loader = VisualLoader(build_tiny_processor("qwen2_5_vl"), SAMPLING)
+    served_rl["requests"].clear()
+    shown = loader.load(row["video"])
+    assert any(path.endswith(".zip") for _, path, _ in served_rl["requests"])
+    assert torch.equal(shown.frames, loader.load({"path": local, "bytes": None}).frames)
 
 
 def length_reward(completions: list[Any], **_: Any) -> list[float]:

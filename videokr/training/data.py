@@ -36,6 +36,7 @@ from videokr.data import prompts
 from videokr.data.local import load_local
 from videokr.data.records import SKILLS
 from videokr.vision import chat_messages
+from videokr.vision.frames import read_clip_bytes
 
 if TYPE_CHECKING:
     import datasets
@@ -179,8 +180,7 @@ def _is_local_file(video: Any) -> bool:
 def _with_clip_bytes(row: dict[str, Any]) -> dict[str, Any]:
     video = row["video"]
     if video and not video.get("bytes") and not _is_local_file(video):
-        with fsspec.open(video["path"], "rb") as handle:
-            video = {"path": video["path"], "bytes": handle.read()}
+        video = {"path": video["path"], "bytes": read_clip_bytes(video["path"])}
     return {**row, "video": video}
 
 
@@ -235,12 +235,14 @@ def to_grpo_rows(dataset: Any, *, style: prompts.PromptStyle = "rl") -> Any:
     """Add the conversational ``prompt`` column GRPOTrainer reads (the official ``style`` text).
 
     A stream comes back as one stream of one shard (`as_one_stream`), so that every process reads the same
-    rows and GRPO's groups stay whole across processes.
+    rows and GRPO's groups stay whole across processes. Its rows carry clip paths, not bytes: each process
+    keeps only its slice of every batch, and the trainer's clip loader reads just those clips
+    (`videokr.vision.frames.read_clip_bytes`), so processes do not all fetch every clip.
     """
     import datasets
 
-    rows = readable_clips(_map(dataset, lambda row: {"prompt": grpo_prompt(row, style)}, "GRPO prompts"))
-    return as_one_stream(rows) if isinstance(rows, datasets.IterableDataset) else rows
+    rows = _map(dataset, lambda row: {"prompt": grpo_prompt(row, style)}, "GRPO prompts")
+    return as_one_stream(rows) if isinstance(rows, datasets.IterableDataset) else readable_clips(rows)
 
 
 def as_one_stream(stream: datasets.IterableDataset) -> datasets.IterableDataset:
@@ -254,7 +256,8 @@ def as_one_stream(stream: datasets.IterableDataset) -> datasets.IterableDataset:
     (a sharded build has one per ZIP shard) it gives each process its own shards instead, and the
     gathered groups then mix prompts whenever a process's batch is not whole groups (per-device batch 1,
     8 generations on 8 GPUs: every group of 8 is 8 prompts), silently. With one shard every process reads
-    the same rows (each reads every clip: the price of whole groups) and keeps its slice.
+    the same rows (the rows only: `to_grpo_rows` leaves the clips to be read by the process that keeps
+    the row) and keeps its slice.
 
     SFT keeps the shards: its rows are independent, and each process reading only its own is the point.
     """

@@ -104,6 +104,20 @@ def video_source(video: Any) -> tuple[str | None, bytes | None]:
     )
 
 
+def is_remote(path: str) -> bool:
+    """A clip path that is no local file but an fsspec URL (``zip://member::https://…``, ``hf://…``)."""
+    return "://" in path and not os.path.exists(path)
+
+
+def read_clip_bytes(path: str) -> bytes:
+    """A remote clip's bytes, read through fsspec (range requests inside a ZIP shard). A failure to read
+    is not a bad clip: it raises as it is (never a `VideoDecodeError`, which a collator would drop)."""
+    import fsspec
+
+    with fsspec.open(path, "rb") as handle:
+        return handle.read()
+
+
 def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     """T×H×W×3 uint8 → T×3×h×w uint8 with antialiased bicubic, as qwen-vl-utils resizes.
 
@@ -152,6 +166,8 @@ class VisualLoader:
 
     def _on_file(self, video: Any, read: Callable[[str], _T]) -> _T:
         path, data = video_source(video)
+        if data is None and path is not None and is_remote(path):
+            data = read_clip_bytes(path)
         if data is None:
             if path is None:
                 raise VideoDecodeError("<no path>", "row has neither a clip path nor clip bytes")
