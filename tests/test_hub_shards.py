@@ -163,7 +163,9 @@ def test_verify_decodes_clips_inside_their_shards_without_copying_them(
         member = rows["file_name"][0].as_py()
         on_clip = sorted(r["id"] for r in rows.to_pylist() if r["file_name"] == member)
         _zero_inside_member(archive, member)
-        assert build(both["release"], out, "shards").problems == []  # only the shard's stamp is checked
+        # Only the shard's stamp is checked. (No self-check here: it decodes the first row plain `datasets`
+        # streams, whose shard order follows string hashing, so it would meet the damage only sometimes.)
+        assert build(both["release"], out, "shards", check=False).problems == []
         report = build(both["release"], out, "shards", verify=True)
     assert sorted(report.rejected_ids("corrupt_clip")) == on_clip
     assert member not in {r["file_name"] for r in shards.read_shard_rows(archive, ["file_name"]).to_pylist()}
