@@ -562,7 +562,7 @@ def build_repo(
         # Clips kept inside their shard: `--verify` checks the bytes that are published, in place.
         packed = {
             name: f"zip://{manifest.clips[name]['member']}::{split_dir / manifest.clips[name]['shard']}"
-            for name in rows_by_clip
+            for name in (rows_by_clip if verify else ())
             if name not in placed and manifest.clips.get(name, {}).get("shard")
         }
         durations = _check_clips(placed, rows_by_clip, manifest, report, workers, progress, verify, packed)
@@ -802,7 +802,7 @@ def _check_clips(
     workers: int,
     progress: bool,
     verify: bool,
-    packed: dict[str, str] | None = None,
+    packed: dict[str, str],
 ) -> dict[str, float]:
     """Probe every new clip (duration; a corrupt container is caught); `verify` decodes all of them.
 
@@ -838,12 +838,12 @@ def _check_clips(
                 )
         if verify:
             healthy = [p for p, n in by_path.items() if n not in broken]
-            by_path |= {url: name for name, url in (packed or {}).items()}
+            by_path |= {url: name for name, url in packed.items()}
             results = itertools.chain(
                 pool.map(_verify_decode, healthy, chunksize=4),
-                pool.map(_verify_packed, sorted((packed or {}).values()), chunksize=4),
+                pool.map(_verify_packed, sorted(packed.values()), chunksize=4),
             )
-            total = len(healthy) + len(packed or {})
+            total = len(healthy) + len(packed)
             bar = tqdm(results, total=total, desc="decode clips", unit="clip", disable=not progress)
             for path, error in bar:
                 if error is not None:

@@ -49,6 +49,7 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -378,7 +379,7 @@ def build_training_view(
     if VIEW_TAG in card:
         raise ValueError(f"{source} is itself a training view; build the view from the original folder")
     choose_layout(layout, 0, 0)  # a wrong name fails before anything is written
-    _claim_out(out, source, settings, layout)
+    made_as = _claim_out(out, source, settings, layout)
     report = ViewReport(str(source), str(out), settings)
     manifest = _Manifest(out / STATE_DIR / MANIFEST_FILE)
 
@@ -396,7 +397,8 @@ def build_training_view(
         tables[split] = (dataset.remove_columns("video").with_format("arrow")[:], names)
         report.rows[split] = len(dataset)
 
-    report.layout = _resolve_layout(out, layout, jobs)
+    # A resumed view keeps the layout it was made in; a new one chooses as a build does.
+    report.layout = made_as or choose_layout(layout, len(jobs), sum(job.size for job in jobs.values()))
     _write_state(out, source, settings, complete=False, layout=report.layout)
     clips = out if report.layout == "loose" else out / STATE_DIR / STAGED_CLIPS
     failed = _encode_all(clips, settings, jobs, manifest, report, workers=workers, progress=progress)
@@ -448,9 +450,10 @@ def _read_card(folder: Path) -> dict[str, Any]:
     return yaml.safe_load(text.split("---\n", 2)[1]) or {}
 
 
-def _claim_out(out: Path, source: Path, settings: ViewSettings, layout: str) -> None:
+def _claim_out(out: Path, source: Path, settings: ViewSettings, layout: str) -> str | None:
     """Refuse an `out` this command could damage, before writing anything: it must be new, empty, or a
-    view of the same source at the same settings and layout (resumed)."""
+    view of the same source at the same settings and layout (resumed). Returns the layout a resumed
+    view was made in (None for a new one)."""
     state = out / STATE_DIR / STATE_FILE
     made_as = None
     if out.exists() and not out.is_dir():
@@ -475,14 +478,7 @@ def _claim_out(out: Path, source: Path, settings: ViewSettings, layout: str) -> 
     elif out.is_dir() and any(out.iterdir()):
         raise ValueError(f"{out}: not empty and not a training view; choose a new or empty folder")
     _write_state(out, source, settings, complete=False, layout=made_as)
-
-
-def _resolve_layout(out: Path, layout: str, jobs: dict[str, _Job]) -> str:
-    """The layout of a view resumed keeps what it was made as; a new one chooses as a build does."""
-    state = json.loads((out / STATE_DIR / STATE_FILE).read_text(encoding="utf-8"))
-    if state.get("layout"):
-        return str(state["layout"])
-    return choose_layout(layout, len(jobs), sum(job.size for job in jobs.values()))
+    return made_as
 
 
 def _write_state(
@@ -610,22 +606,23 @@ class _ShardPlacement:
         import pyarrow as pa
 
         split_state = self.state.setdefault(split, {"clips": {}, "shards": {}})
-        names = sorted({f"{split}/{member}" for member in rows.column("file_name").to_pylist()})
-        sizes = {name: (out / STATE_DIR / STAGED_CLIPS / name).stat().st_size for name in names}
+        staged = out / STATE_DIR / STAGED_CLIPS
+        members = rows.column("file_name").to_pylist()
+        sizes = {f"{split}/{m}": (staged / split / m).stat().st_size for m in sorted(set(members))}
         limits = {"max_bytes": shard_layout.MAX_SHARD_BYTES, "max_clips": shard_layout.MAX_SHARD_CLIPS}
         placed = assign_shards(sizes, split_state["clips"], **limits)
         split_state["clips"] = placed
-        members = rows.column("file_name").to_pylist()
-        for shard in sorted(set(placed.values())):
-            mine = sorted(name for name in names if placed[name] == shard)
-            wanted = {os.path.relpath(name, split) for name in mine}
-            table = rows.take(pa.array([i for i, m in enumerate(members) if m in wanted], type=pa.int64()))
-            fingerprint = shard_fingerprint({os.path.relpath(n, split): sha256[n] for n in mine}, table)
+        rows_of: dict[str, list[int]] = defaultdict(list)
+        for i, member in enumerate(members):
+            rows_of[placed[f"{split}/{member}"]].append(i)
+        for shard, indices in sorted(rows_of.items()):
+            table = rows.take(pa.array(indices, type=pa.int64()))
+            mine = sorted({members[i] for i in indices})  # member paths, relative to the split
+            fingerprint = shard_fingerprint({m: sha256[f"{split}/{m}"] for m in mine}, table)
             target = out / split / shard
             if split_state["shards"].get(shard) == fingerprint and target.is_file():
                 continue
-            staged = out / STATE_DIR / STAGED_CLIPS
-            openers = {os.path.relpath(n, split): functools.partial(open, staged / n, "rb") for n in mine}
+            openers = {m: functools.partial(open, staged / split / m, "rb") for m in mine}
             write_shard(target, ShardContent(openers, table))  # type: ignore[arg-type]
             split_state["shards"][shard] = fingerprint
             write_text_atomic(self.path, json.dumps(self.state, indent=2) + "\n")

@@ -709,8 +709,8 @@ def sample_frames(
     delivers T×3×H×W, the processors' layout, with no extra copy of the frames (a training view's planar RGB
     is copied plane by plane). `device` other than ``"cpu"`` (``"cuda"``, ``"cuda:1"``) decodes on that
     GPU (torchcodec only; see `_decode_torchcodec`); the frames still come back as host arrays. Every
-    failure, whatever the backend, is a `VideoDecodeError` naming the file
-    (and the backend that met it); the call never returns fewer frames than asked.
+    failure, whatever the backend, is a `VideoDecodeError` naming the file (and the backend that met it);
+    the call never returns fewer frames than asked.
     """
     name = resolve_backend(backend or ("torchcodec" if device != "cpu" else None))
     _check_device(device, name)
