@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import torch
-from training_fixtures import SAMPLING, corrupt_clip, rl_folder, tiny_dirs
+from training_fixtures import SAMPLING, corrupt_clip, length_reward, rl_folder, tiny_dirs
 
 from videokr.data import prompts
 from videokr.errors import VideoDecodeError
@@ -23,11 +23,6 @@ from videokr.training.rewards import REWARD_WEIGHTS, reward_functions, videokr_r
 __all__ = ["rl_folder", "tiny_dirs"]  # module fixtures, imported so pytest finds them here
 
 PROMPTS, GENERATIONS = 2, 2
-
-
-def length_reward(completions: list[Any], **_: Any) -> list[float]:
-    """A reward that always differs inside a group, so the advantages (and the update) are not zero."""
-    return [float(len(completion[0]["content"])) for completion in completions]
 
 
 def grpo_args(out: Path, **overrides: Any) -> VideoGRPOConfig:

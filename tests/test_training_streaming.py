@@ -22,7 +22,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
-from training_fixtures import SAMPLING, SAMPLING_ARGS, tiny_dirs
+from training_fixtures import SAMPLING, SAMPLING_ARGS, length_reward, tiny_dirs
 
 import videokr_rl
 import videokr_sft
@@ -258,11 +258,6 @@ def test_the_clip_loader_reads_a_streamed_rows_clip_over_http(served_rl: dict) -
     shown = loader.load(row["video"])
     assert any(path.endswith(".zip") for _, path, _ in served_rl["requests"])
     assert torch.equal(shown.frames, loader.load({"path": local, "bytes": None}).frames)
-
-
-def length_reward(completions: list[Any], **_: Any) -> list[float]:
-    """A reward that differs inside a group, so the advantages (and the update) are not zero."""
-    return [float(len(completion[0]["content"])) for completion in completions]
 
 
 def streaming_grpo(tiny: Path, url: str, out: Path, resume: Path | None = None, **overrides: Any) -> Any:

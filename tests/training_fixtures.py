@@ -7,6 +7,7 @@ Import the fixtures you use into the test module; each module builds its own cop
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,11 @@ from videokr.vision import FrameSampling
 #: 4 frames, each at most 64 × 64 pixels: a few dozen vision patches per clip.
 SAMPLING = FrameSampling(num_frames=4, max_pixels=64 * 64, min_pixels=28 * 28)
 SAMPLING_ARGS = ["--num_frames", "4", "--max_pixels", "4096", "--min_pixels", "784"]
+
+
+def length_reward(completions: list[Any], **_: Any) -> list[float]:
+    """A GRPO reward that always differs inside a group, so the advantages (and the update) are not zero."""
+    return [float(len(completion[0]["content"])) for completion in completions]
 
 
 @pytest.fixture(scope="module")
