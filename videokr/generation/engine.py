@@ -31,6 +31,17 @@ H100, against ~1,600 that the memory bandwidth allows).
 5. stops when every sample has produced an end-of-sequence token, checked every ``sync_every`` steps so
    the host does not wait on the device each step.
 
+**Keyed sampling** (``keys``, evaluation): sample ``i``'s token at step ``t`` is the one the uniform draw
+fixed by ``(keys[i], t)`` selects from the step's distribution (inverse CDF, vocabulary order), so a
+completion depends on its prompt and key alone: not on the batch, the chunking, the other samples, or the
+global random state. The evaluation keys a sample by (run seed, item, trial), so the paper's protocol (3
+runs at temperature 0.1) can generate all its runs at once and each run's answers are those it would get
+alone. Over the growing cache the samples of one prompt then **decode as one row until their tokens part**
+(a row whose samples draw different tokens splits, the keys and values copied): under the official
+decoding (top-p 0.001) the runs part only where two tokens tie, so the 3 runs cost about one run's decode
+as well as one prefill. The static cache keeps one row per sample (its shapes, and a captured graph, stay
+fixed; a decode step on a GPU is bound by reading the weights, so rows are nearly free there).
+
 Completions end at their first end-of-sequence token (included), as TRL's own path returns them.
 ``cache="dynamic"`` keeps steps 1, 2, 4, 5 with a growing cache and no compilation: the baseline that
 separates what the shared prefill buys from what the static cache and compilation buy (`bench/rollout.py`).
@@ -253,6 +264,7 @@ class Rollout:
     prefill_s: float = 0.0
     decode_s: float = 0.0
     prompts_prefilled: int = 0
+    rows_decoded: int = 0  # decode rows at the end (keyed samples of one prompt share a row until they part)
 
     @property
     def new_tokens(self) -> int:
@@ -285,8 +297,16 @@ class VideoRolloutEngine:
     # ------------------------------------------------------------------------------------------ public
 
     @torch.no_grad()
-    def generate(self, model: torch.nn.Module, prompts: EncodedPrompts) -> Rollout:
-        """Completions for every sample of `prompts` (samples sharing a distinct prompt share its prefill)."""
+    def generate(
+        self, model: torch.nn.Module, prompts: EncodedPrompts, keys: Sequence[int] | None = None
+    ) -> Rollout:
+        """Completions for every sample of `prompts` (samples sharing a distinct prompt share its prefill).
+
+        `keys` (one signed 64-bit integer per sample) switches to keyed sampling (module docstring);
+        without them tokens are drawn from torch's global random state, as ``generate`` draws them.
+        """
+        if keys is not None and len(keys) != len(prompts):
+            raise ValueError(f"{len(prompts)} samples but {len(keys)} sampling keys")
         distinct, sample_to_prompt = prompts.unique()
         device = next(model.parameters()).device
         start = time.perf_counter()
@@ -295,17 +315,22 @@ class VideoRolloutEngine:
 
         completion_ids: list[list[int]] = [[] for _ in range(len(prompts))]
         logprobs: list[list[float]] = [[] for _ in range(len(prompts))]
+        rows_decoded = 0
         start = time.perf_counter()
         for samples in self._decode_chunks(sample_to_prompt):
             index = torch.tensor([sample_to_prompt[s] for s in samples], device=device)
-            tokens, logps, lengths = self._decode(model, prefilled, index)
-            tokens, logps, lengths = tokens.cpu(), logps.cpu(), lengths.cpu()  # one transfer, not per row
-            for row, sample in enumerate(samples):
+            draws = None if keys is None else _Draws([keys[s] for s in samples], device)
+            tokens, logps, lengths, row_of = self._decode(model, prefilled, index, draws)
+            rows_decoded += len(lengths)
+            # One transfer, not per row; each sample reads its row.
+            tokens, logps, lengths, row_of = tokens.cpu(), logps.cpu(), lengths.cpu(), row_of.tolist()
+            for member, sample in enumerate(samples):
+                row = row_of[member]
                 n = int(lengths[row])
                 completion_ids[sample] = tokens[row, :n].tolist()
                 logprobs[sample] = logps[row, :n].tolist()
         decode_s = time.perf_counter() - start
-        return Rollout(completion_ids, logprobs, prefill_s, decode_s, len(distinct))
+        return Rollout(completion_ids, logprobs, prefill_s, decode_s, len(distinct), rows_decoded)
 
     # ----------------------------------------------------------------------------------------- prefill
 
@@ -366,12 +391,22 @@ class VideoRolloutEngine:
             yield order[start : start + limit]
 
     def _decode(
-        self, model: torch.nn.Module, prefilled: _Prefilled, index: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Decode the samples whose prompts are `index`; returns tokens, log-probs and lengths."""
+        self, model: torch.nn.Module, prefilled: _Prefilled, index: torch.Tensor, draws: _Draws | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Decode the samples whose prompts are `index`; returns per row its tokens, log-probs and length,
+        and per sample its row.
+
+        Without `draws` (or over the static cache) every sample is its own row. With them, over the growing
+        cache, the samples of one prompt start as one row and a row splits where its samples' tokens part.
+        """
         s, options = self.settings, self.options
-        rows, prompt_length = len(index), prefilled.attention_mask.shape[1]
         device = index.device
+        # Samples map to rows through `row_of` (a row's samples share its tokens until they part); without
+        # keyed draws, or over the static cache, every sample is its own row and `row_of` is None.
+        row_of: torch.Tensor | None = None
+        if draws is not None and options.cache == "dynamic":
+            index, row_of = torch.unique(index, return_inverse=True)  # one row per distinct prompt
+        rows, prompt_length = len(index), prefilled.attention_mask.shape[1]
         capacity = prompt_length + s.max_new_tokens
         if options.cache == "static":
             capacity = math.ceil(capacity / options.cache_bucket) * options.cache_bucket
@@ -394,8 +429,21 @@ class VideoRolloutEngine:
         lengths = torch.full((rows,), s.max_new_tokens, dtype=torch.long, device=device)
         done = torch.zeros(rows, dtype=torch.bool, device=device)
         occurred = self._prompt_tokens(prefilled, index) if s.repetition_penalty != 1.0 else None
-        token, logp = self._choose(prefilled.logits.index_select(0, index), suppress, occurred)
+        logits = prefilled.logits.index_select(0, index)
         for step in range(s.max_new_tokens):
+            uniform = None if draws is None else draws.at(step)
+            token, logp = self._choose(logits, suppress, occurred, uniform, row_of)
+            if row_of is not None:
+                parting = _parting(row_of, token, rows) if len(row_of) > rows else None
+                if parting is not None:
+                    parent, row_of = parting
+                    cache.reorder_cache(parent)
+                    tokens, logps, lengths, done, position, full_mask = (
+                        t.index_select(0, parent) for t in (tokens, logps, lengths, done, position, full_mask)
+                    )
+                    occurred = None if occurred is None else occurred.index_select(0, parent)
+                    rows = len(parent)
+                token, logp = _per_row(token, row_of, rows), _per_row(logp, row_of, rows)
             token = token.masked_fill(done, s.pad_token_id)
             if occurred is not None:
                 occurred.scatter_(1, token.view(rows, 1), True)
@@ -408,16 +456,19 @@ class VideoRolloutEngine:
             seen = prompt_length + step + 1
             mask = full_mask if options.cache == "static" else full_mask[:, :seen]
             positions = (position + step).view(1, rows, 1).expand(3, rows, 1)
-            logits = forward(
-                input_ids=token.view(rows, 1),
-                attention_mask=mask,
-                position_ids=positions,
-                cache=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            ).logits[:, -1]
-            token, logp = self._choose(logits.float(), suppress, occurred)
-        return tokens, logps, lengths
+            logits = (
+                forward(
+                    input_ids=token.view(rows, 1),
+                    attention_mask=mask,
+                    position_ids=positions,
+                    cache=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
+                .logits[:, -1]
+                .float()
+            )
+        return tokens, logps, lengths, torch.arange(rows, device=device) if row_of is None else row_of
 
     @staticmethod
     def _prompt_tokens(prefilled: _Prefilled, index: torch.Tensor) -> torch.Tensor:
@@ -445,12 +496,20 @@ class VideoRolloutEngine:
         return cache
 
     def _choose(
-        self, logits: torch.Tensor, suppress: torch.Tensor, occurred: torch.Tensor | None = None
+        self,
+        logits: torch.Tensor,
+        suppress: torch.Tensor,
+        occurred: torch.Tensor | None = None,
+        uniform: torch.Tensor | None = None,
+        row_of: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Next token per row, and its log-probability under logits / temperature (the loss pass's).
+        """Next token per sample, and its log-probability under logits / temperature (the loss pass's).
 
+        `logits` are per row and `row_of` maps each sample to its row (None: one sample per row).
         `occurred` (rows, vocab): tokens the repetition penalty applies to, as ``generate`` applies it (on the
         logits, before the temperature: a positive logit divided by the penalty, a negative multiplied).
+        `uniform` (one draw in [0, 1) per sample): keyed sampling, the token where the draw falls in the
+        cumulative distribution; else torch's global random state picks it (one sample per row).
         """
         s = self.settings
         scaled = logits / s.temperature
@@ -463,9 +522,79 @@ class VideoRolloutEngine:
             scaled = scaled.index_fill(-1, suppress, -math.inf)
         if not s.do_sample:
             token = scaled.argmax(dim=-1)
-        else:
+            token = token if row_of is None else token.index_select(0, row_of)
+        elif uniform is not None:
+            token = _inverse_cdf(torch.softmax(_truncate(scaled, s), dim=-1), uniform, row_of)
+        elif row_of is None:
             token = torch.multinomial(torch.softmax(_truncate(scaled, s), dim=-1), 1).squeeze(-1)
+        else:
+            raise ValueError("samples share rows only under keyed sampling")
+        if row_of is not None:
+            logprobs = logprobs.index_select(0, row_of)
         return token, logprobs.gather(-1, token.unsqueeze(-1)).squeeze(-1)
+
+
+class _Draws:
+    """Keyed uniform draws: sample ``i``'s draw at step ``t`` is a fixed function of (key ``i``, ``t``)
+    (SplitMix64, computed on the device in wrapping int64 arithmetic), the same on every device and in
+    every batch."""
+
+    def __init__(self, keys: Sequence[int], device: torch.device) -> None:
+        self.keys = _splitmix64(torch.tensor([_signed64(k) for k in keys], dtype=torch.long, device=device))
+
+    def at(self, step: int) -> torch.Tensor:
+        bits = _splitmix64(self.keys + step)
+        return _shift_right(bits, 11).double() * 2.0**-53  # 53 random bits: [0, 1)
+
+
+def _signed64(value: int) -> int:
+    """`value` modulo 2**64 as a signed int64 (torch has no unsigned 64-bit arithmetic)."""
+    value %= 1 << 64
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _shift_right(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """A logical right shift (torch shifts int64 arithmetically, copying the sign bit)."""
+    return (x >> bits) & ((1 << (64 - bits)) - 1)
+
+
+def _splitmix64(x: torch.Tensor) -> torch.Tensor:
+    """SplitMix64's output function of ``x`` + its increment (Steele, Lea, Flood 2014)."""
+    x = x + _signed64(0x9E3779B97F4A7C15)
+    x = (x ^ _shift_right(x, 30)) * _signed64(0xBF58476D1CE4E5B9)
+    x = (x ^ _shift_right(x, 27)) * _signed64(0x94D049BB133111EB)
+    return x ^ _shift_right(x, 31)
+
+
+def _inverse_cdf(probs: torch.Tensor, uniform: torch.Tensor, row_of: torch.Tensor | None) -> torch.Tensor:
+    """Per sample, the first token (vocabulary order) whose cumulative probability in its row (`row_of`;
+    None: its own) exceeds its draw times the row's total; a token of probability 0 is never chosen."""
+    cdf = probs.double().cumsum(dim=-1)
+    last = probs.shape[-1] - 1 - (probs.flip(-1) > 0).int().argmax(dim=-1)
+    if row_of is not None:
+        cdf, last = cdf.index_select(0, row_of), last.index_select(0, row_of)
+    target = (uniform * cdf[:, -1]).unsqueeze(-1)
+    token = torch.searchsorted(cdf, target, right=True).squeeze(-1)
+    # A draw that rounds onto the total would fall past the vocabulary (or onto trailing zeros): take the
+    # last token with any probability.
+    return torch.minimum(token, last)
+
+
+def _parting(
+    row_of: torch.Tensor, token: torch.Tensor, rows: int
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """None when every row's samples chose one token; else each new row's parent row and each sample's
+    new row (one row per (row, token), in row order)."""
+    lead = _per_row(token, row_of, rows)
+    if bool((token == lead.index_select(0, row_of)).all()):
+        return None
+    pairs, new_row_of = torch.unique(torch.stack([row_of, token], dim=1), dim=0, return_inverse=True)
+    return pairs[:, 0], new_row_of
+
+
+def _per_row(values: torch.Tensor, row_of: torch.Tensor, rows: int) -> torch.Tensor:
+    """One sample's value per row (rows whose samples agree, so any one)."""
+    return values.new_zeros(rows).scatter_(0, row_of, values)
 
 
 #: Forward inputs that carry pixels (the vision tower's), as opposed to the grids M-RoPE also reads.
