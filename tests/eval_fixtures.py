@@ -5,7 +5,7 @@ frame decoding, probes, metric, aggregation, result files) is the real code."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +61,16 @@ class ScriptedVideoModel(VideoLightevalModel):
     def _load_model(self) -> None:
         return None
 
-    def _generate(self, batch: list[GenerationRequest], max_new_tokens: int) -> list[Generation]:
+    def _generate_runs(
+        self, batch: list[GenerationRequest], max_new_tokens: int, seeds: Sequence[int]
+    ) -> list[list[Generation]]:
+        """The script's answer to each request, the same in every run."""
         out = []
         for request in batch:
             self.received.append(request)
             self.rendered.append(self.render(request))
             out.append(Generation(self.script(request), [], [], self.rendered[-1]))
-        return out
+        return [out for _ in seeds]
 
 
 def scripted_model(

@@ -14,6 +14,15 @@ cache's attention, which spans its not-yet-written slots, rounds differently fro
 where two tokens tie or nearly tie the answers may part. A setting the engine does not implement is
 refused when the model loads. ``engine="generate"`` calls ``model.generate`` itself.
 
+**Runs.** The paper reports the mean of 3 runs. A config with ``runs=n`` answers every item for the seeds
+``seed`` … ``seed + n - 1`` at once: lighteval gets the first run's answers and the others are written to
+their own runs' prediction caches, so the runs that follow (`next_run`, ``videokr eval --runs``) are
+answered from there. Through the engine each item is then prefilled once for all its runs and, with the
+sampling keyed by (seed, item, trial), each run's answers are exactly those it gets when run alone (and do
+not depend on the batch size either); off CUDA the runs of an item decode as one sequence until their
+tokens part, which under the official decoding (top-p 0.001) happens only where two tokens tie. With
+``engine="generate"`` the runs are generated one after another, each seeding torch's random state.
+
 Everything that changes what the model sees is a field of `VideoModelConfig` (fps, frame cap, pixel
 budget, probe override, frame seed, generation settings): lighteval's prediction cache keys on the
 model config's hash under the model name, so two runs that saw different frames can never share cached
@@ -27,6 +36,7 @@ model name, so that name may carry the settings in lighteval's own ``key=value``
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -67,7 +77,7 @@ from videokr.vision import (
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, ProcessorMixin
 
-    from videokr.generation import SamplingSettings, VideoRolloutEngine
+    from videokr.generation import Rollout, SamplingSettings, VideoRolloutEngine
 
 __all__ = ["PAPER_GENERATION", "Generation", "VideoLightevalModel", "VideoModelConfig"]
 
@@ -97,6 +107,7 @@ class VideoModelConfig(ModelConfig):
     frame_seed: int = 0  # seeds the single-frame probe's frame choice
     single_frame_as: SingleFrameForm = "image"  # the probe's frame as an image (paper) or a still video
     seed: int = 0  # seeds sampling (temperature > 0)
+    runs: int = Field(default=1, ge=1)  # answers for seeds seed … seed + runs - 1, generated together
     generation_parameters: GenerationParameters = GenerationParameters(**PAPER_GENERATION)
     engine: Literal["videokr", "generate"] = "videokr"  # the batched engine, or transformers' generate
     # The weights' identity (`videokr.evaluation.weights`), filled in when the model loads: the prediction
@@ -147,7 +158,7 @@ class Generation:
 class VideoLightevalModel(LightevalModel):
     """Qwen2.5-VL / Qwen3-VL (any ``AutoModelForImageTextToText`` with a Qwen-style processor) on video.
 
-    Subclasses may replace `_load_model` and `_generate` (tests script the answers that way) while
+    Subclasses may replace `_load_model` and `_generate_runs` (tests script the answers that way) while
     keeping the real request building, frame decoding and probe handling.
     """
 
@@ -158,9 +169,11 @@ class VideoLightevalModel(LightevalModel):
         self.processor = self._load_processor()
         self.model = self._load_model()
         self.visuals = VisualLoader(self.processor, config.sampling)
-        self._cache = SampleCache(_cache_config(config, weights_identity(config.model_name, config.revision)))
+        self._weights = weights_identity(config.model_name, config.revision)
+        self._cache = SampleCache(_cache_config(config, self._weights))
         self.unreadable: list[tuple[str, str]] = []  # (item id, why its clip could not be read)
         self._engine: VideoRolloutEngine | None = None
+        self.last_rollout: Rollout | None = None  # the engine's last call (its timings and decode rows)
         if self.model is not None and config.engine == "videokr":
             self._sampling(MAX_NEW_TOKENS)  # refuse settings the engine cannot honour before any item runs
 
@@ -208,41 +221,68 @@ class VideoLightevalModel(LightevalModel):
         text_config = getattr(getattr(self.model, "config", None), "text_config", None)
         return int(getattr(text_config, "max_position_embeddings", 32768))
 
+    @property
+    def seeds(self) -> list[int]:
+        """The runs answered together: this run's seed, then the next ``runs - 1``."""
+        return [self.config.seed + k for k in range(self.config.runs)]
+
+    def next_run(self) -> None:
+        """Move on to the next run (the next seed), whose answers the previous runs have cached."""
+        if self.config.runs < 2:
+            raise ValueError("this was the last of the runs the model was configured for")
+        self.config = self.config.model_copy(
+            update={"seed": self.config.seed + 1, "runs": self.config.runs - 1}
+        )
+        self._cache = SampleCache(_cache_config(self.config, self._weights))
+
     def greedy_until(self, docs: list[Doc]) -> list[ModelResponse]:
         """One response per doc, with one text per trial (``specific["trials"]``), always a list.
 
         Answers come from lighteval's prediction cache where it has them; the rest are generated a batch
-        of docs at a time and written to the cache as each batch finishes, so an interrupted run loses at
-        most one batch and a re-run generates only what is missing. An item whose clip cannot be read is
-        answered with the `UNREADABLE` marker (scored wrong, counted and listed by the metric), logged
-        with its id, and not cached, so a fixed clip is evaluated on the next run.
+        of docs at a time, for every run in `seeds`, and written to the runs' caches as each batch
+        finishes, so an interrupted run loses at most one batch and a re-run generates only what is
+        missing. An item whose clip cannot be read is answered with the `UNREADABLE` marker (scored wrong,
+        counted and listed by the metric), logged with its id, and not cached, so a fixed clip is evaluated
+        on the next run.
         """
         cache, method = self._cache, SamplingMethod.GENERATIVE
         if cache is None:
-            return self._respond(docs)[0]
+            return self._respond(docs, self.seeds[:1])[0][0]
         task_ids = {cache.get_task_id(doc.task_name, method) for doc in docs}
         todo, _ = cache.get_samples_to_process_and_cache(docs, method)
         if len(todo) < len(docs):
             logger.info("prediction cache: %d of %d items already answered", len(docs) - len(todo), len(docs))
+        later = [self._run_cache(seed) for seed in self.seeds[1:]]
         unreadable: dict[int, ModelResponse] = {}
         step = self.config.batch_size
         for start in range(0, len(todo), step):
             chunk = todo[start : start + step]
-            responses, failed = self._respond(chunk)
+            by_run, failed = self._respond(chunk, self.seeds)
             kept = [k for k in range(len(chunk)) if k not in failed]
             if kept:
-                cache.cache_samples(
-                    [chunk[k] for k in kept], [responses[k] for k in kept], list(task_ids), method
-                )
-            unreadable.update({id(chunk[k]): responses[k] for k in failed})
+                for run_cache, responses in zip([cache, *later], by_run, strict=True):
+                    run_cache.cache_samples(
+                        [chunk[k] for k in kept],
+                        [responses[k] for k in kept],
+                        [run_cache.get_task_id(doc.task_name, method) for doc in chunk],
+                        method,
+                    )
+            unreadable.update({id(chunk[k]): by_run[0][k] for k in failed})
         answered = [doc for doc in docs if id(doc) not in unreadable]
         stored = iter(cache.get_samples_from_cache(answered, task_ids, method) if answered else [])
         return [unreadable[id(doc)] if id(doc) in unreadable else next(stored) for doc in docs]
 
-    def _respond(self, docs: list[Doc]) -> tuple[list[ModelResponse], set[int]]:
-        """Responses for `docs`, and the positions of those whose clip could not be read."""
+    def _run_cache(self, seed: int) -> SampleCache:
+        """The prediction cache of the run with `seed` (this one's registry, so the task hashes agree)."""
+        cache = SampleCache(_cache_config(self.config.model_copy(update={"seed": seed}), self._weights))
+        cache._init_registry(self._cache.registry)
+        return cache
+
+    def _respond(self, docs: list[Doc], seeds: Sequence[int]) -> tuple[list[list[ModelResponse]], set[int]]:
+        """Per run (`seeds`), the responses for `docs`; and the positions of docs whose clip could not be
+        read."""
         requests = self.requests(docs)
-        generations: dict[tuple[int, int], Generation] = {}
+        generations: dict[tuple[int, int, int], Generation] = {}
         failed: dict[int, str] = {}
         for batch in self._batches(requests):
             prepared = []
@@ -263,25 +303,31 @@ class VideoLightevalModel(LightevalModel):
             if not prepared:
                 continue
             budget = self._max_new_tokens(docs[prepared[0].doc_index])
-            for request, generation in zip(prepared, self._generate(prepared, budget), strict=True):
-                generations[request.doc_index, request.trial] = generation
-        responses = []
-        for i, doc in enumerate(docs):
-            trials = _trials(doc)
-            if i in failed:
-                marker = f"{UNREADABLE} {failed[i]}"
-                responses.append(ModelResponse(input="", text=[marker] * trials, output_tokens=[[]] * trials))
-                continue
-            outs = [generations[i, t] for t in range(trials)]
-            responses.append(
-                ModelResponse(
-                    input=outs[0].input_text,
-                    input_tokens=outs[0].input_tokens,
-                    text=[g.text for g in outs],
-                    output_tokens=[g.output_tokens for g in outs],
+            for run, answers in enumerate(self._generate_runs(prepared, budget, seeds)):
+                for request, generation in zip(prepared, answers, strict=True):
+                    generations[run, request.doc_index, request.trial] = generation
+        by_run = []
+        for run in range(len(seeds)):
+            responses = []
+            for i, doc in enumerate(docs):
+                trials = _trials(doc)
+                if i in failed:
+                    marker = f"{UNREADABLE} {failed[i]}"
+                    responses.append(
+                        ModelResponse(input="", text=[marker] * trials, output_tokens=[[]] * trials)
+                    )
+                    continue
+                outs = [generations[run, i, t] for t in range(trials)]
+                responses.append(
+                    ModelResponse(
+                        input=outs[0].input_text,
+                        input_tokens=outs[0].input_tokens,
+                        text=[g.text for g in outs],
+                        output_tokens=[g.output_tokens for g in outs],
+                    )
                 )
-            )
-        return responses, set(failed)
+            by_run.append(responses)
+        return by_run, set(failed)
 
     def loglikelihood(self, docs: list[Doc]) -> list[ModelResponse]:
         raise NotImplementedError("VideoKR-Eval is generative; log-likelihood tasks are not supported")
@@ -334,12 +380,20 @@ class VideoLightevalModel(LightevalModel):
         return render(self.processor, messages, generation_prompt=True)
 
     def _generate(self, batch: list[GenerationRequest], max_new_tokens: int) -> list[Generation]:
-        """One answer per request of the batch (all of one probe kind), through the configured engine."""
+        """One answer per request of the batch (all of one probe kind) for this run's seed."""
+        return self._generate_runs(batch, max_new_tokens, [self.config.seed])[0]
+
+    def _generate_runs(
+        self, batch: list[GenerationRequest], max_new_tokens: int, seeds: Sequence[int]
+    ) -> list[list[Generation]]:
+        """Per run (one per seed), one answer per request of the batch (all of one probe kind), through
+        the configured engine."""
         texts = [self.render(r) for r in batch]
         visuals = [r.visual for r in batch]
         if self.config.engine == "generate":
-            return self._generate_transformers(texts, visuals, max_new_tokens)
-        return self._generate_engine(texts, visuals, max_new_tokens)
+            return [self._generate_transformers(texts, visuals, max_new_tokens, seed) for seed in seeds]
+        keys = [[sampling_key(seed, r.item_id, r.trial) for seed in seeds] for r in batch]
+        return self._generate_engine(texts, visuals, max_new_tokens, keys)
 
     def _generation_options(self, max_new_tokens: int) -> dict[str, Any]:
         """The options passed to ``generate`` (either engine decodes with what ``generate`` makes of them)."""
@@ -364,11 +418,10 @@ class VideoLightevalModel(LightevalModel):
         )
 
     def _generate_engine(
-        self, texts: list[str], visuals: list[Visual], max_new_tokens: int
-    ) -> list[Generation]:
-        """Through `VideoRolloutEngine`: each request its own distinct prompt, the batch decoded together."""
-        import torch
-
+        self, texts: list[str], visuals: list[Visual], max_new_tokens: int, keys: list[list[int]]
+    ) -> list[list[Generation]]:
+        """Through `VideoRolloutEngine`: each request its own distinct prompt, prefilled once for all its
+        runs (``keys[request][run]``, keyed sampling), the batch's runs decoded together."""
         from videokr.generation import RolloutOptions, VideoRolloutEngine
 
         settings = self._sampling(max_new_tokens)
@@ -381,26 +434,27 @@ class VideoLightevalModel(LightevalModel):
                 cache="static" if cuda else "dynamic", prefill_batch=self.config.batch_size
             )
             self._engine = VideoRolloutEngine(settings, options)
-        prompts = encode_visual_prompts(self.processor, texts, visuals)
-        torch.manual_seed(self.config.seed)
-        rollout = self._engine.generate(self.model, prompts)
+        runs = len(keys[0])
+        prompts = encode_visual_prompts(self.processor, texts, visuals).repeat(runs)
+        rollout = self._engine.generate(self.model, prompts, [key for request in keys for key in request])
+        self.last_rollout = rollout
         answers = self.processor.batch_decode(rollout.completion_ids, skip_special_tokens=True)
         pad = self.tokenizer.pad_token_id
-        return [
-            Generation(text, prompt_ids, [t for t in completion if t != pad], texts[row])
-            for row, (text, prompt_ids, completion) in enumerate(
-                zip(answers, prompts.prompt_ids, rollout.completion_ids, strict=True)
-            )
-        ]
+        by_run: list[list[Generation]] = [[] for _ in range(runs)]
+        for sample, (text, completion) in enumerate(zip(answers, rollout.completion_ids, strict=True)):
+            request, run = divmod(sample, runs)
+            kept = [t for t in completion if t != pad]
+            by_run[run].append(Generation(text, prompts.prompt_ids[sample], kept, texts[request]))
+        return by_run
 
     def _generate_transformers(
-        self, texts: list[str], visuals: list[Visual], max_new_tokens: int
+        self, texts: list[str], visuals: list[Visual], max_new_tokens: int, seed: int
     ) -> list[Generation]:
-        """Through ``model.generate`` on the left-padded batch."""
+        """Through ``model.generate`` on the left-padded batch, torch's random state seeded with `seed`."""
         import torch
 
         inputs = process(self.processor, texts, visuals, padding_side="left").to(self.model.device)
-        torch.manual_seed(self.config.seed)
+        torch.manual_seed(seed)
         with torch.no_grad():
             out = self.model.generate(**inputs, **self._generation_options(max_new_tokens))
         width = inputs["input_ids"].shape[1]
@@ -417,14 +471,23 @@ class VideoLightevalModel(LightevalModel):
 
 def _cache_config(config: VideoModelConfig, weights: str | None = None) -> VideoModelConfig:
     """The config lighteval's cache is keyed on: the weights' identity, and a model name safe to use as a
-    folder name.
+    folder name; ``runs`` left out.
 
     lighteval joins ``cache_dir / model_name``: an absolute local model path would replace the cache
     folder and put the cache inside the model's own folder. The path is kept, flattened, so the cache
-    still tells models apart; every other field (frames, probe, generation, weights) enters the hash.
+    still tells models apart; every other field (frames, probe, generation, seed, weights) enters the
+    hash. ``runs`` does not: a run's answers are the same whether it was generated alone or with others
+    (keyed sampling; ``generate`` runs one seed at a time anyway), so they are found either way.
     """
     safe = config.model_name.strip("/").replace("/", "__") or "model"
-    return config.model_copy(update={"model_name": safe, "weights": weights or config.weights})
+    return config.model_copy(update={"model_name": safe, "weights": weights or config.weights, "runs": 1})
+
+
+def sampling_key(seed: int, item_id: str, trial: int) -> int:
+    """The engine's sampling key for one answer (`videokr.generation`, keyed sampling): a stable 64-bit
+    hash of (run seed, item id, trial), the same in every process and batch."""
+    digest = hashlib.blake2b(f"{seed}\x00{item_id}\x00{trial}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
 
 
 def _trials(doc: Doc) -> int:

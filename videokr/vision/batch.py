@@ -129,6 +129,17 @@ class EncodedPrompts:
     def __len__(self) -> int:
         return len(self.prompt_ids)
 
+    def repeat(self, n: int) -> EncodedPrompts:
+        """Each sample `n` times in a row, the repeats pointing at their first (so a prompt's repeats are
+        prefilled once): the runs of the evaluation's protocol, laid out as GRPO lays out a group."""
+        order = [i for i in range(len(self)) for _ in range(n)]
+        return EncodedPrompts(
+            [self.prompt_ids[i] for i in order],
+            [self.mm_token_type_ids[i] for i in order],
+            self.video.select(order),
+            [n * self.distinct[i] for i in order],
+        )
+
     def unique(self) -> tuple[EncodedPrompts, list[int]]:
         """The distinct prompts, and for every sample the position of its prompt among them."""
         firsts = sorted(set(self.distinct))
