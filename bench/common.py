@@ -181,14 +181,13 @@ def real_config(arch: str, tokenizer: Any, layers: int | None) -> Any:
     return Qwen3VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=False, **ids)
 
 
-def build_model(config: Any, device: torch.device) -> torch.nn.Module:
-    """Random bf16 weights allocated directly on `device` (a 7B model never passes through host memory)."""
+def build_model(config: Any, device: torch.device, dtype: torch.dtype = torch.bfloat16) -> torch.nn.Module:
+    """Random weights (bf16 unless asked) allocated directly on `device` (a 7B model never passes through
+    host memory)."""
     from transformers import AutoModelForImageTextToText
 
     with device:
-        model = AutoModelForImageTextToText.from_config(
-            config, dtype=torch.bfloat16, attn_implementation="sdpa"
-        )
+        model = AutoModelForImageTextToText.from_config(config, dtype=dtype, attn_implementation="sdpa")
     return model
 
 
@@ -579,6 +578,13 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=32, help="frames per clip, even (paper: 32 or 128)")
     parser.add_argument("--height", type=int, default=224, help="frame height on the patch grid")
     parser.add_argument("--width", type=int, default=448, help="frame width (224×448 = 100,352 px)")
+    parser.add_argument(
+        "--dtype",
+        choices=("bfloat16", "float32"),
+        default="bfloat16",
+        help="weights (float32: what `videokr eval` loads on CPU, where bf16 matmuls without hardware "
+        "support are several times slower)",
+    )
 
 
 @dataclass
@@ -637,7 +643,7 @@ def open_bench(args: argparse.Namespace) -> Iterator[Bench]:
     config = (
         tiny_config(args.arch, tokenizer) if args.tiny else real_config(args.arch, tokenizer, args.layers)
     )
-    model = build_model(config, device)
+    model = build_model(config, device, getattr(torch, args.dtype))
     visual = synthetic_visual(args.frames, args.height, args.width)
     sampling = FrameSampling(
         max_frames=max(PAPER_MAX_FRAMES, args.frames),

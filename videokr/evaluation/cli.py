@@ -116,7 +116,8 @@ def add_eval_commands(commands: argparse._SubParsersAction) -> None:
         "--runs",
         type=int,
         default=1,
-        help="repeat with seeds --seed, --seed+1, … and report mean ± std (the paper's protocol: 3)",
+        help="runs with seeds --seed, --seed+1, …, one results file each, reported as mean ± std (the "
+        "paper's protocol: 3); generated in one pass, each item prefilled once for all its runs",
     )
     ev.add_argument("--seed", type=int, default=0, help="sampling seed of the first run")
     ev.add_argument(

@@ -434,6 +434,8 @@ class VideoRolloutEngine:
             uniform = None if draws is None else draws.at(step)
             token, logp = self._choose(logits, suppress, occurred, uniform, row_of)
             if row_of is not None:
+                # A finished row's samples stay together (they only pad from here on).
+                token = token.masked_fill(done.index_select(0, row_of), s.pad_token_id)
                 parting = _parting(row_of, token, rows) if len(row_of) > rows else None
                 if parting is not None:
                     parent, row_of = parting
