@@ -21,7 +21,9 @@ bf16, the static cache's attention rounds differently and a random model's many 
 once per seed, the engine answers all three runs in one call, each item prefilled once for its runs and,
 off CUDA, the runs of an item decoded as one row until their tokens part (keyed sampling; under the
 official decoding they part only where two tokens tie). "rows" is the number of sequences the engine
-decoded at the end; an item counts once however many runs it had. The one-run table comes first.
+decoded at the end; an item counts once however many runs it had, and every run's tokens count in the
+token rates (the rate a user gets), so merged runs can pass the floor, which assumes one row per sequence.
+The one-run table comes first.
 
 Each engine is called once untimed (kernels, allocator; compilation on CUDA), then timed in
 ``--repeats`` rounds, taking turns, for one new token (the prefill and the first token, printed as

@@ -269,6 +269,42 @@ def test_truncation_keeps_the_tokens_transformers_keeps(settings: dict[str, Any]
     assert expected.sum() < expected.numel()  # something was cut
 
 
+def test_top_p_keeps_only_the_best_token_without_sorting_exactly_when_the_full_rule_would() -> None:
+    """The official decoding's top-p 0.001 usually keeps one token; `_truncate` then skips the sort. On
+    peaked rows (temperature 0.1), on a row whose best two tokens tie, and on rows whose best token sits
+    just above and just below top-p, the kept tokens are those transformers' warpers keep."""
+    from transformers import LogitsProcessorList, TopKLogitsWarper, TopPLogitsWarper
+
+    from videokr.generation.engine import _TOP_P_MARGIN, _only_the_best_survives_top_p
+
+    peaked = torch.randn(6, 500, generator=torch.Generator().manual_seed(1)) * 3 / 0.1
+    tied = peaked.clone()
+    tied[0, 7] = tied[0].max()  # two tokens share the top
+    flat = torch.zeros(2, 500)
+    flat[0, 3] = flat[1, 3] = 1.0
+    # p_best = e / (e + 499): set top-p just under and just over it (by less than the margin).
+    p_best = float(torch.softmax(flat[0], dim=-1).max())
+    cases = [
+        (peaked, {"top_k": 50, "top_p": 0.001}, True),
+        (tied, {"top_k": 50, "top_p": 0.001}, False),
+        (flat, {"top_p": p_best - _TOP_P_MARGIN / 2}, False),
+        (flat, {"top_p": p_best - 2 * _TOP_P_MARGIN}, True),
+    ]
+    for logits, settings, fast in cases:
+        warpers = LogitsProcessorList()
+        if "top_k" in settings:
+            warpers.append(TopKLogitsWarper(settings["top_k"]))
+        warpers.append(TopPLogitsWarper(settings["top_p"]))
+        expected = torch.isfinite(warpers(torch.zeros(len(logits), 1, dtype=torch.long), logits.clone()))
+        s = SamplingSettings(max_new_tokens=1, eos_token_ids=(), pad_token_id=0, **settings)
+        assert _only_the_best_survives_top_p(logits, s.top_p) is fast
+        ours = _truncate(logits, s)
+        assert torch.equal(torch.isfinite(ours), expected), settings
+        kept = ours[torch.isfinite(ours)]
+        assert torch.equal(kept, logits[expected])  # the kept logits are unchanged
+    assert int(expected.sum()) == len(flat)  # the last case kept one token per row
+
+
 def test_generation_options_the_engine_lacks_are_refused() -> None:
     base = {"max_new_tokens": 8, "pad_token_id": 0, "eos_token_id": [1], "do_sample": True}
     assert SamplingSettings.from_generation_kwargs({**base, "repetition_penalty": 1.0}).max_new_tokens == 8

@@ -259,14 +259,8 @@ class VideoLightevalModel(LightevalModel):
             chunk = todo[start : start + step]
             by_run, failed = self._respond(chunk, self.seeds)
             kept = [k for k in range(len(chunk)) if k not in failed]
-            if kept:
-                for run_cache, responses in zip([cache, *later], by_run, strict=True):
-                    run_cache.cache_samples(
-                        [chunk[k] for k in kept],
-                        [responses[k] for k in kept],
-                        [run_cache.get_task_id(doc.task_name, method) for doc in chunk],
-                        method,
-                    )
+            for run_cache, responses in zip([cache, *later], by_run, strict=True):
+                _store(run_cache, [chunk[k] for k in kept], [responses[k] for k in kept])
             unreadable.update({id(chunk[k]): by_run[0][k] for k in failed})
         answered = [doc for doc in docs if id(doc) not in unreadable]
         stored = iter(cache.get_samples_from_cache(answered, task_ids, method) if answered else [])
@@ -481,6 +475,17 @@ def _cache_config(config: VideoModelConfig, weights: str | None = None) -> Video
     """
     safe = config.model_name.strip("/").replace("/", "__") or "model"
     return config.model_copy(update={"model_name": safe, "weights": weights or config.weights, "runs": 1})
+
+
+def _store(cache: SampleCache, docs: list[Doc], responses: list[ModelResponse]) -> None:
+    """Write the answers `cache` lacks (a later run may already hold some, from a run of its own: keyed
+    sampling made them the same answers, and lighteval warns about rewriting them)."""
+    method = SamplingMethod.GENERATIVE
+    missing = {id(doc) for doc in cache.get_samples_to_process_and_cache(docs, method)[0]}
+    pairs = [(doc, response) for doc, response in zip(docs, responses, strict=True) if id(doc) in missing]
+    if pairs:
+        task_ids = list({cache.get_task_id(doc.task_name, method) for doc, _ in pairs})
+        cache.cache_samples([doc for doc, _ in pairs], [response for _, response in pairs], task_ids, method)
 
 
 def sampling_key(seed: int, item_id: str, trial: int) -> int:
