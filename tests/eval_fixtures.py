@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import pytest
 
 from videokr.data.local import load_local
 from videokr.evaluation.inputs import GenerationRequest
@@ -31,6 +32,18 @@ def tiny_model_dir(out: Path) -> Path:
     from videokr.models.tiny import save_tiny_model
 
     return save_tiny_model("qwen2_5_vl", out)
+
+
+@pytest.fixture(scope="module")
+def repo(sample_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample VideoKR-Eval folder (import it into a test module to use it there)."""
+    return eval_repo(sample_corpus, tmp_path_factory.getbasetemp() / "eval-repo")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Qwen2.5-VL checkpoint folder (import it into a test module to use it there)."""
+    return tiny_model_dir(tmp_path_factory.getbasetemp() / "tiny-qwen2_5_vl")
 
 
 def eval_rows(repo: Path) -> list[dict[str, Any]]:

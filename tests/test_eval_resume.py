@@ -13,20 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from eval_fixtures import eval_repo, eval_rows, scripted_model, tiny_model_dir
+from eval_fixtures import eval_rows, model_dir, repo, scripted_model
 
 from videokr.evaluation.inputs import GenerationRequest
 from videokr.evaluation.run import run_eval
 
-
-@pytest.fixture(scope="module")
-def repo(sample_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return eval_repo(sample_corpus, tmp_path_factory.getbasetemp() / "eval-repo")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_model_dir(tmp_path_factory.getbasetemp() / "tiny-qwen2_5_vl")
+__all__ = ["model_dir", "repo"]  # module fixtures, imported so pytest finds them here
 
 
 def weights_folder(path: Path, fill: bytes) -> Path:

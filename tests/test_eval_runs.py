@@ -16,25 +16,17 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from eval_fixtures import eval_repo, tiny_model_dir
+from eval_fixtures import model_dir, repo
 
 from videokr.evaluation.inputs import GenerationRequest
 from videokr.evaluation.model import Generation, VideoLightevalModel, VideoModelConfig
 from videokr.evaluation.run import eval_command, run_eval
 
+__all__ = ["model_dir", "repo"]  # module fixtures, imported so pytest finds them here
+
 RUNS = 3
 SAMPLES = 4
 TASKS = ("videokr_eval", "videokr_eval_single_frame")  # a video each, and three single-frame trials each
-
-
-@pytest.fixture(scope="module")
-def repo(sample_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return eval_repo(sample_corpus, tmp_path_factory.getbasetemp() / "eval-repo")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_model_dir(tmp_path_factory.getbasetemp() / "tiny-qwen2_5_vl")
 
 
 class CountingModel(VideoLightevalModel):

@@ -14,7 +14,7 @@ from typing import Any
 
 import huggingface_hub
 import pytest
-from eval_fixtures import eval_repo, eval_rows, scripted_model, tiny_model_dir
+from eval_fixtures import eval_rows, model_dir, repo, scripted_model
 from pipeline_fixtures import ChatServer, message_text
 
 from videokr.data.answer_format import rouge_mean
@@ -24,15 +24,7 @@ from videokr.evaluation.inputs import GenerationRequest
 from videokr.evaluation.judge import Judge, JudgeSettings
 from videokr.evaluation.run import run_eval
 
-
-@pytest.fixture(scope="module")
-def repo(sample_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return eval_repo(sample_corpus, tmp_path_factory.getbasetemp() / "eval-repo")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_model_dir(tmp_path_factory.getbasetemp() / "tiny-qwen2_5_vl")
+__all__ = ["model_dir", "repo"]  # module fixtures, imported so pytest finds them here
 
 
 class Plan:

@@ -15,23 +15,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from eval_fixtures import eval_repo, tiny_model_dir
+from eval_fixtures import model_dir, repo
 
 from videokr.evaluation.compat import ensure_registry_importable, import_pipeline
 from videokr.evaluation.run import eval_command
 
+__all__ = ["model_dir", "repo"]  # module fixtures, imported so pytest finds them here
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = 4
-
-
-@pytest.fixture(scope="module")
-def repo(sample_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return eval_repo(sample_corpus, tmp_path_factory.getbasetemp() / "eval-repo")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_model_dir(tmp_path_factory.getbasetemp() / "tiny-qwen2_5_vl")
 
 
 def test_lighteval_custom_loads_our_model_and_task_files(model_dir: Path, tmp_path: Path) -> None:
