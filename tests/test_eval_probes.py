@@ -4,6 +4,7 @@ frame per trial (three trials), or no visual input at all; asserted on what the 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -116,16 +117,31 @@ def test_single_frame_answerable_rate_is_all_trials_right(probe_run) -> None:
     assert "answerable_rate" not in metrics["videokr_eval_text_only"]
 
 
-def test_still_single_frame_is_the_clip_held_on_its_one_frame(repo: Path) -> None:
+def test_still_single_frame_is_the_clip_held_on_its_one_frame(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``single_frame_as="still"``: the probe's frame, no other, in the clip's form (its frame count and
-    timing), so a model trained only on clips gets the input it knows with one frame's information."""
+    timing), so a model trained only on clips gets the input it knows with one frame's information; and
+    only that frame is decoded (the clip's timing comes from its index)."""
     row = next(r for r in eval_rows(repo) if r["video"])
     processor = build_tiny_processor("qwen2_5_vl")
     loader = VisualLoader(processor, FrameSampling(max_frames=MAX_FRAMES))
     clip = loader.load(row["video"], "video")
     asked = {"item_id": row["id"], "trial": 1}
     image = load_probe_visual(loader, row["video"], "single_frame", **asked)
+    import videokr.vision.frames as frames_module
+
+    decoded: list[int] = []
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        sampled = real_sample_frames(*args, **kwargs)
+        decoded.append(len(sampled.indices))
+        return sampled
+
+    real_sample_frames = frames_module.sample_frames
+    monkeypatch.setattr(frames_module, "sample_frames", counted)
     still = load_probe_visual(loader, row["video"], "single_frame", single_frame_as="still", **asked)
+    assert decoded == [1]
     assert image.kind == "single_frame" and image.num_frames == 1
     assert still.kind == "video" and still.num_frames == clip.num_frames >= 2
     assert all(torch.equal(frame, image.frames[0]) for frame in still.frames)

@@ -88,6 +88,8 @@ def load_probe_visual(
     if single_frame_as == "image":
         return frame
     assert frame.frames is not None
-    clip = loader.load(video, "video")
-    held = frame.frames.expand(clip.num_frames, *frame.frames.shape[1:]).contiguous()
-    return Visual("video", held, clip.metadata, (index,) * clip.num_frames)
+    # The clip's frame count and timing, read from its index (no frame of it decoded).
+    metadata = loader.video_metadata(video)
+    count = len(metadata.frames_indices)
+    held = frame.frames.expand(count, *frame.frames.shape[1:]).contiguous()
+    return Visual("video", held, metadata, (index,) * count)

@@ -403,6 +403,12 @@ def available_backends() -> tuple[str, ...]:
     return tuple(name for name in AUTO_ORDER if _import_error(name) is None)
 
 
+def decoding_backend(backend: str | None, device: str = "cpu") -> str:
+    """The backend `sample_frames` decodes with: `backend`, else torchcodec on a GPU (the one that decodes
+    there), else `resolve_backend`'s choice."""
+    return resolve_backend(backend or ("torchcodec" if device != "cpu" else None))
+
+
 def resolve_backend(backend: str | None = None) -> str:
     """The backend a call will use: `backend`, else `$VIDEOKR_VIDEO_BACKEND`, else the first of `AUTO_ORDER`
     that imports.
@@ -712,7 +718,7 @@ def sample_frames(
     failure, whatever the backend, is a `VideoDecodeError` naming the file (and the backend that met it);
     the call never returns fewer frames than asked.
     """
-    name = resolve_backend(backend or ("torchcodec" if device != "cpu" else None))
+    name = decoding_backend(backend, device)
     _check_device(device, name)
     info = probe(path)
     if indices is None:

@@ -36,7 +36,7 @@ from torchvision.transforms.v2 import functional as tv_functional
 
 from videokr.data.training_view import ViewClip, ViewSettings, read_view_clip
 from videokr.errors import VideoDecodeError
-from videokr.vision.decode import BACKEND_ENV, probe, sample_frames
+from videokr.vision.decode import BACKEND_ENV, decoding_backend, frame_indices, probe, sample_frames
 from videokr.vision.sampling import FrameSampling, smart_size
 
 if TYPE_CHECKING:
@@ -159,6 +159,19 @@ class VisualLoader:
                 raise ValueError("a single frame needs frame_index (see frame_count)")
             return self._on_file(video, lambda path: self._frame(path, frame_index))
         raise ValueError(f"unknown visual kind {kind!r}; choose from {', '.join(VISUAL_KINDS)}")
+
+    def video_metadata(self, video: Any) -> VideoMetadata:
+        """The metadata `load` gives `video` as a video (which frames, their timing, the clip's size and
+        rate) without decoding a frame: what the single-frame probe's held still needs from the clip."""
+        return self._on_file(video, self._planned)
+
+    def _planned(self, path: str) -> VideoMetadata:
+        if read_view_clip(path) is not None:
+            raise ValueError(f"{path} is a training-view clip: plan frames on the original clips")
+        s = self.sampling
+        info = probe(path)
+        indices = frame_indices(info.num_frames, info.fps, **s.index_rule())
+        return info.metadata(indices, backend=decoding_backend(s.backend, s.device))
 
     def frame_count(self, video: Any) -> int:
         """How many frames the clip has (what a single-frame index is drawn from)."""
