@@ -436,7 +436,8 @@ class VideoRolloutEngine:
             if row_of is not None:
                 # A finished row's samples stay together (they only pad from here on).
                 token = token.masked_fill(done.index_select(0, row_of), s.pad_token_id)
-                parting = _parting(row_of, token, rows) if len(row_of) > rows else None
+                lead = _per_row(token, row_of, rows)
+                parting = _parting(row_of, token, lead) if len(row_of) > rows else None
                 if parting is not None:
                     parent, row_of = parting
                     cache.reorder_cache(parent)
@@ -445,7 +446,8 @@ class VideoRolloutEngine:
                     )
                     occurred = None if occurred is None else occurred.index_select(0, parent)
                     rows = len(parent)
-                token, logp = _per_row(token, row_of, rows), _per_row(logp, row_of, rows)
+                    lead = _per_row(token, row_of, rows)
+                token, logp = lead, _per_row(logp, row_of, rows)
             token = token.masked_fill(done, s.pad_token_id)
             if occurred is not None:
                 occurred.scatter_(1, token.view(rows, 1), True)
@@ -531,8 +533,8 @@ class VideoRolloutEngine:
             token = torch.multinomial(torch.softmax(_truncate(scaled, s), dim=-1), 1).squeeze(-1)
         else:
             raise ValueError("samples share rows only under keyed sampling")
-        if row_of is not None:
-            logprobs = logprobs.index_select(0, row_of)
+        if row_of is not None:  # each sample's token in its row, without copying rows out per sample
+            return token, logprobs[row_of, token]
         return token, logprobs.gather(-1, token.unsqueeze(-1)).squeeze(-1)
 
 
@@ -583,11 +585,10 @@ def _inverse_cdf(probs: torch.Tensor, uniform: torch.Tensor, row_of: torch.Tenso
 
 
 def _parting(
-    row_of: torch.Tensor, token: torch.Tensor, rows: int
+    row_of: torch.Tensor, token: torch.Tensor, lead: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """None when every row's samples chose one token; else each new row's parent row and each sample's
-    new row (one row per (row, token), in row order)."""
-    lead = _per_row(token, row_of, rows)
+    """None when every row's samples chose its `lead` token (one of its samples' tokens); else each new
+    row's parent row and each sample's new row (one row per (row, token), in row order)."""
     if bool((token == lead.index_select(0, row_of)).all()):
         return None
     pairs, new_row_of = torch.unique(torch.stack([row_of, token], dim=1), dim=0, return_inverse=True)
