@@ -6,7 +6,7 @@ its model and processor replaced by the bench's, answering one batch of ``--batc
 items of the video probe (eight multiple-choice questions, each with its own clip of ``--frames`` random
 frames), with ``engine="generate"`` (``model.generate``) and with ``engine="videokr"``
 (`videokr.generation.VideoRolloutEngine`: one prefill of the batch, then on CUDA a static KV cache and a
-compiled decode step, elsewhere a growing cache). Each call is the model's whole ``_generate``: chat
+compiled decode step, elsewhere a growing cache). Each call is the model's whole ``_generate_runs``: chat
 text, the processor call, prefill, decode and the decoding of the answers.
 
 Decoding is the official one (temperature 0.1, top-p 0.001; ``--greedy`` for the most likely token) with

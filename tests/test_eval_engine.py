@@ -113,7 +113,7 @@ def both(
     answers = []
     for engine in ("videokr", "generate"):
         model.config = config.model_copy(update={"engine": engine})
-        answers.append(model._generate(requests, NEW_TOKENS))
+        answers.append(model._generate_runs(requests, NEW_TOKENS, [config.seed])[0])
     model.config = config
     return answers[0], answers[1]
 

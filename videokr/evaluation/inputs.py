@@ -83,13 +83,15 @@ def load_probe_visual(
         return loader.load(video, probe)
     if single_frame_as not in SINGLE_FRAME_FORMS:
         raise ValueError(f"unknown single-frame form {single_frame_as!r}; choose from {SINGLE_FRAME_FORMS}")
-    index = probe_frame_index(item_id, trial, loader.frame_count(video), seed=frame_seed)
+    # A still needs the clip's sampled frames and timing, read from its index (no frame of it decoded);
+    # the clip's frame count, which the frame is drawn from, comes with them.
+    metadata = loader.video_metadata(video) if single_frame_as == "still" else None
+    total = loader.frame_count(video) if metadata is None else metadata.total_num_frames
+    index = probe_frame_index(item_id, trial, total, seed=frame_seed)
     frame = loader.load(video, "single_frame", frame_index=index)
-    if single_frame_as == "image":
+    if metadata is None:
         return frame
     assert frame.frames is not None
-    # The clip's frame count and timing, read from its index (no frame of it decoded).
-    metadata = loader.video_metadata(video)
     count = len(metadata.frames_indices)
     held = frame.frames.expand(count, *frame.frames.shape[1:]).contiguous()
     return Visual("video", held, metadata, (index,) * count)

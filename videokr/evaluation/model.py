@@ -373,10 +373,6 @@ class VideoLightevalModel(LightevalModel):
         messages = chat_messages(request.prompt, request.visual.kind, system_prompt=self.config.system_prompt)
         return render(self.processor, messages, generation_prompt=True)
 
-    def _generate(self, batch: list[GenerationRequest], max_new_tokens: int) -> list[Generation]:
-        """One answer per request of the batch (all of one probe kind) for this run's seed."""
-        return self._generate_runs(batch, max_new_tokens, [self.config.seed])[0]
-
     def _generate_runs(
         self, batch: list[GenerationRequest], max_new_tokens: int, seeds: Sequence[int]
     ) -> list[list[Generation]]:
